@@ -1,0 +1,213 @@
+"""GRPO math as small pure functions over tensors.
+
+Notation: N completions in a rollout batch (prompts x G), T completion tokens (padded),
+``mask`` (N, T) is 1 on real completion tokens.  References: GRPO (Shao et al., 2024,
+DeepSeekMath), EMO-RL eq. 5 for the group-normalised advantage, Schulman's k1/k2/k3 KL
+estimators, PPO's clipped surrogate, and the loss aggregations named after the papers that
+introduced them (``bnpo``, ``dr_grpo``: Liu et al. 2025, ``dapo``: Yu et al. 2025).
+
+Each variant that is only a name (advantage scaling, KL estimator, loss aggregation) comes from
+a small registry whose error lists the valid names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _lookup(registry: dict, name: str, what: str):
+    if name not in registry:
+        raise ValueError(f"Unsupported {what}: {name!r}. Supported {what}s are: {sorted(registry)}")
+    return registry[name]
+
+
+# --------------------------------------------------------------------------- advantages
+def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> Tensor:
+    """Group-relative advantages, EMO-RL eq. 5: ``(r - mean_group) / (std_group + eps)``.
+
+    Args:
+        rewards: (N,) total reward per completion, groups contiguous (N = prompts x G).
+        group_size: G, completions per prompt (>= 2).
+        scale: ``group`` divides by the group's (unbiased) std, ``none`` only centres
+            (Dr. GRPO).
+        eps: added to the std; a group whose rewards are all equal gets advantage 0.
+
+    Returns:
+        (N,) advantages.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size (num_generations) must be >= 2 to normalise within a group, got {group_size}")
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} items, got {tuple(rewards.shape)}")
+    grouped = rewards.view(-1, group_size)
+    centred = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale == "group":
+        centred = centred / (grouped.std(dim=1, keepdim=True) + eps)
+    elif scale != "none":
+        raise ValueError(f"Unsupported advantage scale: {scale!r}. Supported advantage scales are: ['group', 'none']")
+    return centred.reshape(-1)
+
+
+# --------------------------------------------------------------------------- KL
+def kl_k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k1 = log pi - log pi_ref, per token: (N, T) -> (N, T)."""
+    return logp - ref_logp
+
+
+def kl_k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k2 = (log pi - log pi_ref)^2 / 2, per token: (N, T) -> (N, T)."""
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """k3 = exp(ref - logp) - (ref - logp) - 1 >= 0, unbiased for KL(pi || pi_ref): (N, T) -> (N, T)."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1.0
+
+
+KL_ESTIMATORS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+def get_kl_estimator(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    return _lookup(KL_ESTIMATORS, name, "KL estimator")
+
+
+# --------------------------------------------------------------------------- surrogate
+def clipped_surrogate(
+    logp: Tensor, old_logp: Tensor, advantages: Tensor, eps_low: float = 0.2, eps_high: float = 0.2
+) -> tuple[Tensor, Tensor, Tensor]:
+    """PPO's clipped objective, negated as a per-token loss.
+
+    Args:
+        logp: (N, T) log-probs of the sampled tokens under the current policy.
+        old_logp: (N, T) the same under the policy that sampled them (no gradient).
+        advantages: (N,) one advantage per completion.
+
+    Returns:
+        ``(per_token_loss, ratio, clipped)``: (N, T) each; ``clipped`` is True where the
+        clipped branch is the active one (the ratio left the trust region in the direction
+        the advantage pushes).
+    """
+    adv = advantages.unsqueeze(1)
+    ratio = torch.exp(logp - old_logp)
+    clipped_ratio = torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    per_token_loss = -torch.min(ratio * adv, clipped_ratio * adv)
+    clipped = ((ratio < 1.0 - eps_low) & (adv < 0)) | ((ratio > 1.0 + eps_high) & (adv > 0))
+    return per_token_loss, ratio, clipped
+
+
+# --------------------------------------------------------------------------- aggregation
+def agg_grpo(per_token_loss: Tensor, mask: Tensor, *, total_sequences: int, **_) -> Tensor:
+    """Mean over each sequence's tokens, then over sequences (GRPO).
+
+    ``total_sequences`` is N of the whole rollout batch, so that micro-batch losses add up to
+    the full-batch loss under gradient accumulation.
+    """
+    per_seq = (per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return per_seq.sum() / total_sequences
+
+
+def agg_bnpo(per_token_loss: Tensor, mask: Tensor, *, num_micro_batches: int, **_) -> Tensor:
+    """Token mean over the (micro-)batch, averaged over micro-batches (BNPO)."""
+    return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0) / num_micro_batches
+
+
+def agg_dr_grpo(per_token_loss: Tensor, mask: Tensor, *, total_sequences: int, max_completion_length: int, **_) -> Tensor:
+    """Token sum over a constant ``N x max_completion_length`` (Dr. GRPO: no length bias)."""
+    return (per_token_loss * mask).sum() / (total_sequences * max_completion_length)
+
+
+def agg_dapo(per_token_loss: Tensor, mask: Tensor, *, total_tokens: int, **_) -> Tensor:
+    """Token sum over the whole rollout batch's token count (DAPO's token-level loss)."""
+    return (per_token_loss * mask).sum() / max(float(total_tokens), 1.0)
+
+
+LOSS_AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
+    "grpo": agg_grpo,
+    "bnpo": agg_bnpo,
+    "dr_grpo": agg_dr_grpo,
+    "dapo": agg_dapo,
+}
+
+
+def get_loss_aggregation(name: str) -> Callable[..., Tensor]:
+    return _lookup(LOSS_AGGREGATIONS, name, "loss type")
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` over ``mask`` (same shape); 0 for an empty mask."""
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+# --------------------------------------------------------------------------- the loss
+def grpo_loss(
+    logp: Tensor,
+    old_logp: Tensor | None,
+    ref_logp: Tensor | None,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    beta: float = 0.04,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    loss_type: str = "grpo",
+    kl_estimator: str = "k3",
+    max_completion_length: int | None = None,
+    total_sequences: int | None = None,
+    total_tokens: int | None = None,
+    num_micro_batches: int = 1,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The GRPO objective on one (micro-)batch of completions.
+
+    Args:
+        logp: (N, T) current policy log-probs of the sampled tokens (with gradient).
+        old_logp: (N, T) sampling-policy log-probs, or None when the batch is used once
+            (then the ratio is 1 in value and the gradient is the policy gradient).
+        ref_logp: (N, T) reference log-probs, or None when ``beta == 0``.
+        advantages: (N,).
+        mask: (N, T) float, 1 on completion tokens.
+        total_sequences / total_tokens / num_micro_batches: size of the whole rollout batch
+            this micro-batch belongs to (default: this batch alone).
+
+    Returns:
+        ``(loss, metrics)``: scalar loss; metrics are detached scalars (``kl``,
+        ``clip_fraction``, ``ratio_mean``).
+    """
+    mask = mask.to(logp.dtype)
+    if old_logp is None:
+        old_logp = logp.detach()
+    per_token_loss, ratio, clipped = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
+    metrics: dict[str, Tensor] = {}
+    if beta != 0.0:
+        if ref_logp is None:
+            raise ValueError("beta != 0 needs reference log-probs (ref_logp)")
+        kl = get_kl_estimator(kl_estimator)(logp, ref_logp)
+        per_token_loss = per_token_loss + beta * kl
+        metrics["kl"] = masked_mean(kl.detach(), mask)
+    aggregate = get_loss_aggregation(loss_type)
+    loss = aggregate(
+        per_token_loss,
+        mask,
+        total_sequences=total_sequences or logp.shape[0],
+        total_tokens=total_tokens if total_tokens is not None else int(mask.sum().item()),
+        num_micro_batches=num_micro_batches,
+        max_completion_length=max_completion_length or logp.shape[1],
+    )
+    metrics["clip_fraction"] = masked_mean(clipped.to(mask.dtype), mask)
+    metrics["ratio_mean"] = masked_mean(ratio.detach(), mask)
+    return loss, metrics
+
+
+def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+    """Log-probs of ``tokens`` under ``logits``: (N, T, V), (N, T) -> (N, T).
+
+    Logits are divided by the sampling temperature first, so that log-probs match the
+    distribution the tokens were drawn from.
+    """
+    logits = logits.float() / temperature
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)

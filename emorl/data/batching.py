@@ -1,0 +1,99 @@
+"""From corpus items to model batches: prompt text, audio, processor call.
+
+A prompt is Qwen2-Audio's chat format: one user turn holding the audio and the question.
+The processor keyword is ``audio=`` (transformers 5 silently drops ``audios=``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from emorl.data.audio import SAMPLE_RATE, load_audio
+from emorl.data.corpus import Item
+from emorl.prompts import ReasoningStrategy
+
+
+@dataclass
+class Example:
+    """One prompt: audio, the user text, and (for supervised tasks) the target response."""
+
+    audio: np.ndarray
+    text: str
+    label: str = ""
+    options: tuple[str, ...] = ()
+    target: str | None = None
+    item: Item | None = None
+
+
+class EmotionQuestions(torch.utils.data.Dataset):
+    """Corpus items as emotion multiple-choice questions in one reasoning strategy."""
+
+    def __init__(self, items: Sequence[Item], strategy: ReasoningStrategy, labels: Sequence[str]) -> None:
+        self.items = list(items)
+        self.strategy = strategy
+        self.labels = tuple(labels)
+        self.text = strategy.prompt(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Example:
+        item = self.items[index]
+        return Example(audio=load_audio(item.path), text=self.text, label=item.label, options=self.labels, item=item)
+
+
+def chat_prompt(processor, text: str) -> str:
+    """The chat-formatted prompt (audio first, then the question), ready for generation."""
+    conversation = [{"role": "user", "content": [{"type": "audio", "audio_url": "audio"}, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+@dataclass
+class Collator:
+    """Turns a list of :class:`Example` into processor tensors plus the label columns.
+
+    With targets (supervised), appends each target and ``<|im_end|>`` and returns ``labels``
+    with the prompt and padding masked to -100.
+    """
+
+    processor: object
+    end_of_turn: str = "<|im_end|>"
+    _prompt_cache: dict = field(default_factory=dict)
+
+    def _prompt(self, text: str) -> str:
+        if text not in self._prompt_cache:
+            self._prompt_cache[text] = chat_prompt(self.processor, text)
+        return self._prompt_cache[text]
+
+    def __call__(self, examples: Sequence[Example]) -> dict:
+        prompts = [self._prompt(e.text) for e in examples]
+        supervised = examples[0].target is not None
+        texts = [p + e.target + self.end_of_turn for p, e in zip(prompts, examples)] if supervised else prompts
+        batch = dict(
+            self.processor(
+                text=texts,
+                audio=[e.audio for e in examples],
+                sampling_rate=SAMPLE_RATE,
+                return_tensors="pt",
+                padding=True,
+            )
+        )
+        if supervised:
+            batch["labels"] = self._supervised_labels(batch, examples, prompts)
+        batch["label"] = [e.label for e in examples]
+        batch["options"] = [e.options for e in examples]
+        batch["paths"] = [e.item.path if e.item else "" for e in examples]
+        return batch
+
+    def _supervised_labels(self, batch, examples, prompts) -> torch.Tensor:
+        tok = self.processor.tokenizer
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for row, example in enumerate(examples):
+            answer_len = len(tok(example.target + self.end_of_turn, add_special_tokens=False)["input_ids"])
+            labels[row, : labels.shape[1] - answer_len] = -100
+        return labels

@@ -1,0 +1,216 @@
+"""A synthetic emotional speech corpus, generated locally and deterministically by seed.
+
+Real synthesized speech (libespeak-ng) in which emotion is carried twice:
+
+* by the **words**: each sentence holds an emotion-bearing key word of its class;
+* by the **prosody**: speaking rate, pitch, pitch range and volume follow a per-class profile,
+  jittered per speaker and per utterance.
+
+A configurable share of utterances has neutral words, and another share has words of a
+different emotion than the prosody: a model must listen, not only read.  Several eSpeak voices
+are the speakers; train, val and test hold disjoint speakers.  Labels are MELD's seven.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from emorl.data.audio import SAMPLE_RATE, to_mono_16k
+from emorl.data.corpus import SPLITS, Item, fingerprint, read_manifest, write_manifest
+from emorl.data.tts import Espeak, Prosody
+from emorl.emotions import label_set
+
+log = logging.getLogger(__name__)
+
+#: Mean eSpeak settings per emotion: (words per minute, pitch 0-99, pitch range 0-99, volume 0-200).
+PROSODY_PROFILES: dict[str, tuple[float, float, float, float]] = {
+    "neutral": (160, 50, 50, 100),
+    "joy": (185, 70, 88, 135),
+    "sadness": (112, 28, 18, 70),
+    "anger": (205, 45, 70, 185),
+    "fear": (215, 82, 30, 85),
+    "disgust": (128, 30, 62, 120),
+    "surprise": (165, 88, 96, 150),
+}
+
+#: Emotion-bearing key words per class (neutral words for ``neutral``).
+KEYWORDS: dict[str, tuple[str, ...]] = {
+    "neutral": ("fine", "okay", "normal", "ready", "usual", "scheduled"),
+    "joy": ("happy", "delighted", "wonderful", "thrilled", "glad", "cheerful"),
+    "sadness": ("sad", "miserable", "lonely", "heartbroken", "gloomy", "hopeless"),
+    "anger": ("furious", "angry", "outraged", "annoyed", "livid", "unfair"),
+    "fear": ("scared", "afraid", "terrified", "nervous", "worried", "frightened"),
+    "disgust": ("disgusting", "gross", "revolting", "nasty", "filthy", "vile"),
+    "surprise": ("amazed", "astonished", "shocked", "unexpected", "stunned", "unbelievable"),
+}
+
+TEMPLATES = (
+    "I am so {kw} about the {topic}",
+    "the {topic} was {kw} today",
+    "this {topic} is really {kw}",
+    "honestly the {topic} seems {kw}",
+    "my {topic} looks {kw} now",
+)
+TOPICS = ("meeting", "dinner", "trip", "letter", "movie", "weather", "news", "party", "house", "test", "game", "car")
+VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+ACCENTS = ("en-us", "en")
+
+#: Level names of each prosodic attribute and the eSpeak setting thresholds between them.
+LEVELS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
+    # attribute: (eSpeak setting, level names low -> high, thresholds)
+    "pitch": ("pitch", ("low", "medium", "high"), (40.0, 64.0)),
+    "speed": ("rate", ("slow", "medium", "fast"), (140.0, 182.0)),
+    "volume": ("volume", ("quiet", "medium", "loud"), (92.0, 140.0)),
+    "intonation": ("range", ("flat", "varied", "lively"), (40.0, 76.0)),
+}
+
+
+def level(attribute: str, value: float) -> str:
+    """Name the level of an eSpeak setting, e.g. ``level("speed", 210) == "fast"``."""
+    _, names, thresholds = LEVELS[attribute]
+    return names[int(np.searchsorted(thresholds, value, side="right"))]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    labels: str = "meld"
+    seed: int = 0
+    train_per_class: int = 300
+    val_per_class: int = 50
+    test_per_class: int = 100
+    val_speakers: int = 4
+    test_speakers: int = 6
+    p_neutral_words: float = 0.3
+    p_contradicting_words: float = 0.2
+    prosody_jitter: float = 1.0
+    max_seconds: float = 4.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.p_neutral_words + self.p_contradicting_words <= 1:
+            raise ValueError(
+                "dataset.p_neutral_words + dataset.p_contradicting_words must lie in [0, 1], got "
+                f"{self.p_neutral_words} + {self.p_contradicting_words}"
+            )
+        if self.val_speakers + self.test_speakers >= len(VOICE_VARIANTS) * len(ACCENTS):
+            raise ValueError(
+                f"dataset.val_speakers + dataset.test_speakers must leave training speakers out of "
+                f"{len(VOICE_VARIANTS) * len(ACCENTS)}"
+            )
+
+
+class SyntheticCorpus:
+    """The generated corpus, cached under ``root/<fingerprint of the config>/``."""
+
+    name = "synthetic"
+
+    def __init__(self, root: str | os.PathLike, **config) -> None:
+        self.config = SyntheticConfig(**config)
+        self.labels = label_set(self.config.labels)
+        missing = [lab for lab in self.labels if lab not in PROSODY_PROFILES]
+        if missing:
+            raise ValueError(f"the synthetic corpus has no prosody profile for labels {missing}")
+        self.dir = Path(root) / fingerprint(vars(self.config))
+
+    # ----------------------------------------------------------------- public
+    def items(self, split: str) -> list[Item]:
+        """Items of ``split`` (``train``, ``val`` or ``test``), generating the corpus if needed."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+        self.prepare()
+        return read_manifest(self.dir / f"{split}.jsonl", self.labels)
+
+    def prepare(self) -> Path:
+        """Generate the corpus once; later calls find it in the cache."""
+        if (self.dir / "done").exists():
+            return self.dir
+        tmp = self.dir.with_name(self.dir.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "audio").mkdir(parents=True)
+        log.info("generating the synthetic corpus into %s", self.dir)
+        for split, items in self._generate(tmp).items():
+            write_manifest(items, tmp / f"{split}.jsonl")
+        (tmp / "done").write_text("ok\n")
+        try:
+            tmp.rename(self.dir)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self.dir
+
+    # ---------------------------------------------------------------- private
+    def _speakers(self, rng: np.random.Generator) -> dict[str, list[str]]:
+        voices = [f"{accent}+{variant}" for accent in ACCENTS for variant in VOICE_VARIANTS]
+        order = rng.permutation(len(voices))
+        voices = [voices[i] for i in order]
+        c = self.config
+        return {
+            "test": voices[: c.test_speakers],
+            "val": voices[c.test_speakers : c.test_speakers + c.val_speakers],
+            "train": voices[c.test_speakers + c.val_speakers :],
+        }
+
+    def _generate(self, out: Path) -> dict[str, list[Item]]:
+        c = self.config
+        rng = np.random.default_rng(c.seed)
+        tts = Espeak()
+        speakers = self._speakers(rng)
+        # A speaker's habitual offsets from the class profile (rate, pitch, range, volume).
+        speaker_offset = {
+            v: rng.normal(0.0, (8.0, 5.0, 6.0, 8.0)) * c.prosody_jitter for vs in speakers.values() for v in vs
+        }
+        per_class = {"train": c.train_per_class, "val": c.val_per_class, "test": c.test_per_class}
+        result: dict[str, list[Item]] = {}
+        for split in SPLITS:
+            items = []
+            for label in self.labels:
+                for k in range(per_class[split]):
+                    voice = speakers[split][int(rng.integers(len(speakers[split])))]
+                    items.append(self._utterance(tts, rng, out, split, label, voice, speaker_offset[voice], k))
+            order = rng.permutation(len(items))
+            result[split] = [items[i] for i in order]
+        return result
+
+    def _utterance(self, tts, rng, out, split, label, voice, offset, k) -> Item:
+        c = self.config
+        mean = np.asarray(PROSODY_PROFILES[label], dtype=float)
+        jitter = rng.normal(0.0, (12.0, 7.0, 10.0, 14.0)) * c.prosody_jitter
+        rate, pitch, prange, volume = mean + offset + jitter
+        prosody = Prosody(
+            rate=int(np.clip(rate, 90, 260)),
+            pitch=int(np.clip(pitch, 5, 99)),
+            range=int(np.clip(prange, 0, 99)),
+            volume=int(np.clip(volume, 30, 200)),
+        )
+        draw = rng.random()
+        if draw < c.p_neutral_words:
+            word_class, words = "neutral", "neutral"
+        elif draw < c.p_neutral_words + c.p_contradicting_words:
+            others = [lab for lab in self.labels if lab not in (label, "neutral")]
+            word_class, words = others[int(rng.integers(len(others)))], "contradicting"
+        else:
+            word_class, words = label, "matching"
+        keyword = KEYWORDS[word_class][int(rng.integers(len(KEYWORDS[word_class])))]
+        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+        text = template.format(kw=keyword, topic=TOPICS[int(rng.integers(len(TOPICS)))])
+        wav = to_mono_16k(tts.synthesize(text, voice, prosody), tts.sample_rate)
+        wav = wav[: int(c.max_seconds * SAMPLE_RATE)]
+        path = out / "audio" / f"{split}_{label}_{k:05d}.flac"
+        sf.write(str(path), wav, SAMPLE_RATE)
+        final = self.dir / "audio" / path.name
+        meta = {
+            "keywords": [keyword],
+            "words": words,
+            "voice": "female" if "+f" in voice else "male",
+            "pitch": level("pitch", prosody.pitch),
+            "speed": level("speed", prosody.rate),
+            "volume": level("volume", prosody.volume),
+            "intonation": level("intonation", prosody.range),
+            "seconds": round(len(wav) / SAMPLE_RATE, 3),
+        }
+        return Item(path=str(final), label=label, speaker=voice, split=split, transcript=text, meta=meta)

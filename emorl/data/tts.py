@@ -1,0 +1,71 @@
+"""Speech synthesis with libespeak-ng, as shipped inside the ``espeakng-loader`` wheel.
+
+Driven through ctypes: no system package, no network.  One synthesiser per process; the
+library is not thread-safe, so calls are serialised by a lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+# espeak_AUDIO_OUTPUT.AUDIO_OUTPUT_SYNCHRONOUS and espeak_PARAMETER values (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """eSpeak settings of one utterance: words per minute, pitch and pitch range (0-99), volume (0-200)."""
+
+    rate: int
+    pitch: int
+    range: int
+    volume: int
+
+
+class Espeak:
+    """A ctypes handle on libespeak-ng that returns float32 waveforms."""
+
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as err:  # pragma: no cover - dependency of the package
+            raise ImportError("the synthetic corpus needs the 'espeakng-loader' package: pip install espeakng-loader") from err
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.sample_rate = self._lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0
+        )
+        if self.sample_rate <= 0:
+            raise RuntimeError("libespeak-ng failed to initialise (espeak_Initialize returned an error)")
+        self._chunks: list[np.ndarray] = []
+        self._callback = _CALLBACK(self._collect)  # keep a reference: ctypes does not
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, num_samples, events) -> int:
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0
+
+    def synthesize(self, text: str, voice: str, prosody: Prosody) -> np.ndarray:
+        """Speak ``text`` with ``voice`` (e.g. ``en-us+f3``); float32 in [-1, 1] at :attr:`sample_rate`."""
+        with self._lock:
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"eSpeak has no voice {voice!r}")
+            for param, value in ((_RATE, prosody.rate), (_PITCH, prosody.pitch), (_RANGE, prosody.range), (_VOLUME, prosody.volume)):
+                self._lib.espeak_SetParameter(param, int(value), 0)
+            self._chunks = []
+            data = text.encode()
+            self._lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, 0, None, None)
+            self._lib.espeak_Synchronize()
+            if not self._chunks:
+                raise RuntimeError(f"eSpeak produced no audio for {text!r}")
+            wav = np.concatenate(self._chunks).astype(np.float32) / 32768.0
+        return wav

@@ -1,0 +1,71 @@
+"""The embedded default model: tiny Qwen2-Audio, warm-started, cached by its settings.
+
+``prepare_embedded_base`` returns a directory that ``load_backbone`` (``from_pretrained``)
+loads, exactly as it loads ``Qwen/Qwen2-Audio-7B-Instruct``.  It is built once per setting and
+seed and found in the cache afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from emorl.data.corpus import fingerprint
+from emorl.models.loading import load_backbone
+from emorl.models.tiny import build_tiny_backbone
+from emorl.models.warmstart import tokenizer_corpus, warm_start
+from emorl.prompts import DEFAULT_STRATEGIES, ReasoningStrategy, get_strategy
+
+log = logging.getLogger(__name__)
+
+
+def warm_start_strategies(configured: ReasoningStrategy) -> list[ReasoningStrategy]:
+    """IR, EUR and ESR with default tags, the configured strategy replacing its namesake."""
+    return [configured if name == configured.name else get_strategy(name) for name in DEFAULT_STRATEGIES]
+
+
+def prepare_embedded_base(
+    cache_dir: str | os.PathLike,
+    corpus,
+    strategy: ReasoningStrategy,
+    *,
+    seed: int,
+    build: dict,
+    warm_start_settings: dict,
+) -> Path:
+    """Build (or find) the warm-started tiny model for ``corpus`` and ``seed``; return its directory."""
+    strategies = warm_start_strategies(strategy)
+    key = fingerprint(
+        {
+            "corpus": str(getattr(corpus, "dir", corpus.name)),
+            "build": build,
+            "warm_start": warm_start_settings,
+            "strategies": [repr(s) for s in strategies],
+            "seed": seed,
+        }
+    )
+    out = Path(cache_dir) / "tiny-qwen2-audio" / key
+    if (out / "done").exists():
+        log.info("embedded base model found in the cache: %s", out)
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    items = corpus.items("train")
+    log.info("building the tiny Qwen2-Audio into %s", out)
+    build_tiny_backbone(tmp / "init", tokenizer_corpus(items, strategies, corpus.labels, seed), seed=seed, **build)
+    model, processor = load_backbone(tmp / "init")
+    summary = warm_start(model, processor, items, strategies, seed=seed, **warm_start_settings)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    shutil.rmtree(tmp / "init")
+    (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2))
+    (tmp / "done").write_text("ok\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("embedded base ready: %s (%s)", out, summary)
+    return out

@@ -1,0 +1,92 @@
+"""Loading a Qwen2-Audio backbone and its processor, and wrapping it for training.
+
+One code path for every size: ``from_pretrained`` on a local directory or a hub id
+(``Qwen/Qwen2-Audio-7B-Instruct``).  emorl never downloads anything itself; a hub id works
+where the user's machine reaches the hub or has it cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+#: LoRA targets: the language model's linear layers only, never the audio tower.
+LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_backbone(path: str | Path, dtype: str = "float32", attn_implementation: str | None = None):
+    """``(model, processor)`` from a directory or hub id, through ``from_pretrained``."""
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"model.dtype {dtype!r} is not one of {sorted(_DTYPES)}")
+    kwargs = {"dtype": _DTYPES[dtype]}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(path), **kwargs)
+    processor = AutoProcessor.from_pretrained(str(path))
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str = LANGUAGE_MODEL_LINEARS
+
+
+def wrap_for_training(model, lora: LoraSettings | dict | None, adapter: str | Path | None = None):
+    """Make the trainable policy.
+
+    * ``lora`` given, no ``adapter``: a fresh LoRA on the language model; the reference is the
+      same model with adapters disabled.
+    * ``adapter``: continue from a tuned peft adapter (e.g. an SFT run); a frozen copy of it is
+      kept as adapter ``reference`` (no second full model).
+    * ``lora`` None: full fine-tuning of every parameter.
+    """
+    if lora is None:
+        if adapter:
+            raise ValueError("model.adapter needs LoRA settings (model.lora) to continue from")
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter:
+        model = PeftModel.from_pretrained(model, str(adapter), adapter_name="default", is_trainable=True)
+        model.load_adapter(str(adapter), adapter_name="reference", is_trainable=False)
+        model.set_adapter("default")
+        return model
+    settings = lora if isinstance(lora, LoraSettings) else LoraSettings(**lora)
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def suppressed_token_ids(processor) -> list[int]:
+    """Tokens a completion must never contain: audio placeholders and a new turn's start."""
+    tok = processor.tokenizer
+    names = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|im_start|>"]
+    ids = [tok.convert_tokens_to_ids(n) for n in names]
+    return sorted({i for i in ids if i is not None and i != tok.unk_token_id})
+
+
+def end_token_ids(model, processor) -> list[int]:
+    """Ids that end a completion (the generation config's EOS list, and ``<|im_end|>``)."""
+    eos = model.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return sorted(set(eos + ([im_end] if im_end is not None else [])))

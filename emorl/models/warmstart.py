@@ -1,0 +1,169 @@
+"""An instruction-following base that was never taught emotions.
+
+EMO-RL starts GRPO from Qwen2-Audio-Instruct: a general audio model that follows answer
+formats but is weak at emotion.  The embedded default mirrors that with a short supervised warm
+start on *other* questions about the same audio, in all three answer formats, like
+EmotionThinker's prosody-enhanced base:
+
+* prosodic attributes: is the pitch high or low, the speech fast or slow, the voice loud or
+  quiet, the intonation flat or lively;
+* what was said: which of these words did the speaker say;
+* a generic "pick the listed option" task whose options include label words, so that label
+  tokens have been produced as answers at all (no emotion label is ever the target for audio).
+
+Structured (ESR) targets describe what was said and how it was said before concluding, which is
+the reasoning the emotion question can later build on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from emorl.data.audio import load_audio
+from emorl.data.batching import Collator, Example
+from emorl.data.corpus import Item
+from emorl.data.synthetic import LEVELS, KEYWORDS, TOPICS
+from emorl.emotions import LABEL_SETS
+from emorl.prompts import ReasoningStrategy
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTE_QUESTIONS = {
+    "pitch": "How high is the speaker's pitch? Options: {options}.",
+    "speed": "How fast does the speaker talk? Options: {options}.",
+    "volume": "How loud is the speaker's voice? Options: {options}.",
+    "intonation": "How lively is the speaker's intonation? Options: {options}.",
+}
+WORD_QUESTION = "Which of these words did the speaker say? Options: {options}."
+POSITION_QUESTION = "Which option is listed {position}? Options: {options}."
+POSITIONS = ("first", "second", "last")
+
+
+def describe_prosody(meta: dict) -> str:
+    return (
+        f"pitch {meta['pitch']}, intonation {meta['intonation']}, speed {meta['speed']}, "
+        f"volume {meta['volume']}, {meta['voice']} voice"
+    )
+
+
+def _word_pool() -> list[str]:
+    words = {w for ws in KEYWORDS.values() for w in ws} | set(TOPICS)
+    words |= {label for labels in LABEL_SETS.values() for label in labels}
+    return sorted(words)
+
+
+class WarmStartTasks:
+    """Draws supervised (prompt, target) examples about an item's audio, never its emotion."""
+
+    def __init__(self, strategies: Sequence[ReasoningStrategy], seed: int = 0) -> None:
+        self.strategies = list(strategies)
+        self.rng = np.random.default_rng(seed)
+        self.words = _word_pool()
+        self.option_pool = sorted(
+            {label for labels in LABEL_SETS.values() for label in labels}
+            | {name for _, names, _ in LEVELS.values() for name in names}
+        )
+
+    def _choice(self, seq):
+        return seq[int(self.rng.integers(len(seq)))]
+
+    def draw(self, item: Item, audio: np.ndarray | None) -> Example:
+        kind = self._choice(("attribute", "attribute", "word", "position"))
+        if kind == "attribute":
+            attribute = self._choice(tuple(ATTRIBUTE_QUESTIONS))
+            options = LEVELS[attribute][1][::-1]
+            answer = item.meta[attribute]
+            question = ATTRIBUTE_QUESTIONS[attribute]
+            conclusion = f"the {attribute} is {answer}"
+        elif kind == "word":
+            answer = item.meta["keywords"][0]
+            said = set(item.transcript.split())
+            distractors = [w for w in self.rng.permutation(self.words) if w not in said][:3]
+            options = [str(w) for w in self.rng.permutation([answer, *distractors])]
+            question = WORD_QUESTION
+            conclusion = f"the speaker said {answer}"
+        else:
+            position = self._choice(POSITIONS)
+            options = [str(o) for o in self.rng.choice(self.option_pool, size=int(self.rng.integers(3, 8)), replace=False)]
+            answer = {"first": options[0], "second": options[1], "last": options[-1]}[position]
+            question = POSITION_QUESTION.replace("{position}", position)
+            conclusion = f"the {position} option is {answer}"
+        strategy = self._choice(self.strategies)
+        # ESR sections are positional: what was said, key words, how it was said, synthesis.
+        section_texts = (item.transcript, ", ".join(item.meta["keywords"]), describe_prosody(item.meta), conclusion)
+        if strategy.sections and len(strategy.sections) != len(section_texts):
+            raise ValueError(
+                f"the warm start writes {len(section_texts)} ESR sections (said, key words, how, synthesis); "
+                f"strategy {strategy.name!r} has {len(strategy.sections)}"
+            )
+        think = f"they say {item.transcript}. it sounds like {describe_prosody(item.meta)}. so {conclusion}."
+        target = strategy.render(
+            answer, think=think, sections={s.tag: text for s, text in zip(strategy.sections, section_texts)}
+        )
+        return Example(audio=audio, text=strategy.prompt(options, question=question), target=target, item=item)
+
+
+def warm_start(
+    model,
+    processor,
+    items: Sequence[Item],
+    strategies: Sequence[ReasoningStrategy],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    warmup_steps: int = 20,
+) -> dict:
+    """Supervised training on the warm-start tasks (full fine-tuning). Returns a summary."""
+    torch.manual_seed(seed)
+    tasks = WarmStartTasks(strategies, seed=seed)
+    collate = Collator(processor)
+    audio = {}
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))),
+    )
+    rng = np.random.default_rng(seed)
+    start, losses = time.time(), []
+    for step in range(steps):
+        picks = rng.integers(len(items), size=batch_size)
+        examples = []
+        for i in picks:
+            item = items[int(i)]
+            if item.path not in audio:
+                audio[item.path] = load_audio(item.path)
+            examples.append(tasks.draw(item, audio[item.path]))
+        batch = collate(examples)
+        out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask", "labels")})
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(out.loss.item())
+        if step % 50 == 0 or step == steps - 1:
+            log.info("warm start step %d/%d loss %.3f", step, steps, float(np.mean(losses[-50:])))
+    model.eval()
+    return {"steps": steps, "final_loss": float(np.mean(losses[-20:])), "seconds": round(time.time() - start, 1)}
+
+
+def tokenizer_corpus(items: Sequence[Item], strategies: Sequence[ReasoningStrategy], labels: Sequence[str], seed: int) -> list[str]:
+    """Texts that the tiny model's tokenizer is trained on: every prompt and target it will see."""
+    tasks = WarmStartTasks(strategies, seed=seed)
+    texts = [tasks.draw(item, None) for item in items for _ in range(2)]
+    out = [e.text for e in texts] + [e.target for e in texts]
+    for s in strategies:
+        out.append(s.prompt(labels))
+        out.extend(s.render(label, think="x", sections={sec.tag: "x" for sec in s.sections}) for label in labels)
+    for labels_of_corpus in LABEL_SETS.values():
+        out.extend(" ".join(labels_of_corpus) for _ in range(20))
+    return out

@@ -1,0 +1,316 @@
+"""GRPO as a LightningModule: wiring only (sample, score, advantage, loss, log).
+
+The math lives in :mod:`emorl.algos`, sampling and log-probs in :mod:`emorl.rollout`, rewards
+in :mod:`emorl.rewards`.  Optimisation is manual because one batch of rollouts may serve
+several updates (``num_iterations``) and is split into micro-batches for the backward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from emorl import algos, rollout
+from emorl.metrics import classification_metrics
+from emorl.prompts import ReasoningStrategy, parse_label
+from emorl.rewards.combine import RewardSet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GRPOConfig:
+    """Settings of the GRPO update (EMO-RL section 3.2, 4.2).  Checked when built."""
+
+    num_generations: int = 6
+    prompts_per_step: int = 8
+    micro_batch_size: int = 48
+    num_iterations: int = 1
+    beta: float = 0.04
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    loss_type: str = "grpo"
+    kl_estimator: str = "k3"
+    advantage_scale: str = "group"
+    advantage_eps: float = 1e-4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    max_grad_norm: float = 1.0
+    log_samples_every: int = 25
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ValueError(
+                f"algo.num_generations={self.num_generations}: GRPO needs at least 2 completions per prompt "
+                "to compare them within a group; set algo.num_generations>=2"
+            )
+        n = self.prompts_per_step * self.num_generations
+        if n % self.micro_batch_size:
+            raise ValueError(
+                f"algo.prompts_per_step x algo.num_generations = {n} completions per step is not divisible by "
+                f"algo.micro_batch_size={self.micro_batch_size}; choose a micro batch size that divides {n}"
+            )
+        if self.num_iterations < 1:
+            raise ValueError(f"algo.num_iterations must be >= 1, got {self.num_iterations}")
+        if self.beta < 0:
+            raise ValueError(f"algo.beta must be >= 0, got {self.beta}")
+        if self.temperature <= 0:
+            raise ValueError(f"algo.temperature must be > 0, got {self.temperature}")
+        algos.get_loss_aggregation(self.loss_type)
+        algos.get_kl_estimator(self.kl_estimator)
+
+
+@dataclass
+class TrainingProgress:
+    """What reward functions see as ``trainer_state`` (the fields of ``transformers.TrainerState`` they use)."""
+
+    global_step: int
+    max_steps: int
+
+
+class GRPOModule(L.LightningModule):
+    """Group Relative Policy Optimisation of an audio-language model.
+
+    Args:
+        policy: the trainable model (a peft model for LoRA, or the full model).
+        processor: its processor (tokenizer + feature extractor).
+        strategy: the reasoning strategy whose answers are parsed at evaluation.
+        rewards: named reward components and weights.
+        labels: the label set the questions list.
+        algo: :class:`GRPOConfig` or its fields.
+        optimizer: ``functools.partial`` of a torch optimizer (Hydra ``_partial_: true``).
+        suppress_ids / end_ids: token ids never sampled / ending a completion.
+        reference: a frozen reference model for full fine-tuning (None with LoRA: the
+            policy with adapters disabled is the reference).
+        eval_max_new_tokens: budget of greedy answers at evaluation.
+        run_dir: where sample tables and evaluation artefacts go.
+    """
+
+    def __init__(
+        self,
+        policy,
+        processor,
+        strategy: ReasoningStrategy,
+        rewards: RewardSet,
+        labels,
+        algo: GRPOConfig | dict,
+        optimizer,
+        suppress_ids: list[int],
+        end_ids: list[int],
+        reference=None,
+        eval_max_new_tokens: int | None = None,
+        run_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy = policy
+        self.reference = reference
+        self.processor = processor
+        self.strategy = strategy
+        self.rewards = rewards
+        self.labels = tuple(labels)
+        self.algo = algo if isinstance(algo, GRPOConfig) else GRPOConfig(**algo)
+        self.optimizer_factory = optimizer
+        self.suppress_ids = list(suppress_ids)
+        self.end_ids = list(end_ids)
+        self.eval_max_new_tokens = eval_max_new_tokens or self.algo.max_new_tokens
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.eval_results: dict[str, dict] = {}
+        self._eval_buffer: list[tuple[str | None, str]] = []
+        self.best_val_ua = float("-inf")
+        self.last_train_metrics: dict[str, float] = {}
+        if reference is None and self.algo.beta > 0 and not hasattr(policy, "peft_config"):
+            raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model")
+
+    # ------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the policy has no trainable parameters; check model.lora / model.full_finetune")
+        return self.optimizer_factory(params)
+
+    # ------------------------------------------------------------- training
+    def _progress(self) -> TrainingProgress:
+        return TrainingProgress(global_step=self.global_step, max_steps=max(int(self.trainer.max_steps), 1))
+
+    def reference_log_probs(self, ro: rollout.Rollout) -> torch.Tensor:
+        """Per-token log-probs of the completions under the reference policy: (N, T)."""
+        with torch.no_grad():
+            if self.reference is not None:
+                return rollout.completion_log_probs(self.reference, ro, self.algo.temperature)
+            with rollout.reference_policy(self.policy) as ref:
+                return rollout.completion_log_probs(ref, ro, self.algo.temperature)
+
+    def score(self, ro: rollout.Rollout, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Rewards of every completion against its own prompt's label: (N,), components."""
+        g = self.algo.num_generations
+        columns = {
+            "label": [label for label in batch["label"] for _ in range(g)],
+            "options": [opts for opts in batch["options"] for _ in range(g)],
+            "trainer_state": self._progress(),
+        }
+        return self.rewards(ro.texts, **columns)
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        cfg = self.algo
+        if len(batch["label"]) != cfg.prompts_per_step:
+            raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
+        ro = rollout.sample(
+            self.policy,
+            self.processor,
+            batch,
+            num_generations=cfg.num_generations,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            suppress_ids=self.suppress_ids,
+            end_ids=self.end_ids,
+        )
+        total, components = self.score(ro, batch)
+        device = ro.completion_ids.device
+        advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
+        mask = ro.completion_mask.float()
+        ref_logp = self.reference_log_probs(ro) if cfg.beta > 0 else None
+        old_logp = None
+        if cfg.num_iterations > 1:
+            with torch.no_grad():
+                old_logp = rollout.completion_log_probs(self.policy, ro, cfg.temperature)
+
+        n = mask.shape[0]
+        chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, n, cfg.micro_batch_size)]
+        optimizer = self.optimizers()
+        step_metrics: dict[str, list[torch.Tensor]] = {}
+        for _ in range(cfg.num_iterations):
+            for chunk in chunks:
+                logp = rollout.completion_log_probs(self.policy, ro.rows(chunk), cfg.temperature)
+                loss, metrics = algos.grpo_loss(
+                    logp,
+                    None if old_logp is None else old_logp[chunk],
+                    None if ref_logp is None else ref_logp[chunk],
+                    advantages[chunk],
+                    mask[chunk],
+                    beta=cfg.beta,
+                    eps_low=cfg.epsilon_low,
+                    eps_high=cfg.epsilon_high,
+                    loss_type=cfg.loss_type,
+                    kl_estimator=cfg.kl_estimator,
+                    max_completion_length=cfg.max_new_tokens,
+                    total_sequences=n,
+                    total_tokens=int(mask.sum().item()),
+                    num_micro_batches=len(chunks),
+                )
+                self.manual_backward(loss)
+                for key, value in {"loss": loss.detach(), **metrics}.items():
+                    step_metrics.setdefault(key, []).append(value)
+            self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        self._log_train(total, components, advantages, mask, step_metrics, batch, ro)
+
+    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro) -> None:
+        g = self.algo.num_generations
+        groups = total.view(-1, g)
+        preds = [parse_label(self.strategy.extract_answer(t), self.labels) for t in ro.texts]
+        values = {
+            "train/reward_mean": total.mean(),
+            "train/reward_std": total.std(),
+            "train/groups_with_variance": (groups.std(dim=1) > 0).float().mean(),
+            "train/completion_length": mask.sum(dim=1).mean(),
+            "train/valid_answer_rate": torch.tensor(sum(p is not None for p in preds) / len(preds)),
+            "train/advantage_abs": advantages.abs().mean(),
+        }
+        for name, v in components.items():
+            values[f"train/reward/{name}"] = torch.nanmean(v)
+        if "format" in components:
+            values["train/format_rate"] = torch.nanmean(components["format"])
+        alpha_at = getattr(self.rewards.functions.get("accuracy"), "alpha_at", None)
+        if alpha_at is not None:
+            values["train/alpha"] = torch.tensor(alpha_at(self._progress()))
+        for key, vs in step_metrics.items():
+            values[f"train/{key}"] = torch.stack([v.float() for v in vs]).mean()
+        values = {k: float(v) for k, v in values.items()}
+        self.log_dict(values, on_step=True, prog_bar=False, batch_size=len(batch["label"]))
+        self.last_train_metrics = values
+        every = self.algo.log_samples_every
+        if every and self.global_step % every in (0, self.algo.num_iterations - 1 if self.algo.num_iterations > 1 else 0):
+            self._log_samples(batch, ro, total, components)
+
+    def _log_samples(self, batch, ro, total, components) -> None:
+        g = self.algo.num_generations
+        rows = []
+        for i in range(g):
+            row = {"step": self.global_step, "label": batch["label"][0], "completion": ro.texts[i], "reward": float(total[i])}
+            row.update({name: float(v[i]) for name, v in components.items()})
+            rows.append(row)
+        if self.run_dir is not None and self.trainer.is_global_zero:
+            with open(self.run_dir / "samples.jsonl", "a") as f:
+                for row in rows:
+                    f.write(json.dumps(row) + "\n")
+        for logger in self.loggers:
+            if hasattr(logger, "log_table"):
+                columns = list(rows[0])
+                logger.log_table(key="train/samples", columns=columns, data=[[r[c] for c in columns] for r in rows])
+
+    # ----------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predict_labels(self, batch: dict) -> tuple[list[str | None], list[str]]:
+        """Greedy answers for a batch, parsed to labels (None when unparsable), and the texts."""
+        ro = rollout.sample(
+            self.policy,
+            self.processor,
+            batch,
+            num_generations=1,
+            max_new_tokens=self.eval_max_new_tokens,
+            do_sample=False,
+            suppress_ids=self.suppress_ids,
+            end_ids=self.end_ids,
+        )
+        preds = [parse_label(self.strategy.extract_answer(t), opts) for t, opts in zip(ro.texts, batch["options"])]
+        return preds, ro.texts
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        preds, _ = self.predict_labels(batch)
+        self._eval_buffer.extend(zip(preds, batch["label"]))
+
+    test_step = validation_step
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_buffer = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _finish_eval(self, stage: str) -> dict:
+        preds, targets = zip(*self._eval_buffer) if self._eval_buffer else ((), ())
+        result = classification_metrics(list(preds), list(targets), self.labels)
+        self._eval_buffer = []
+        values = {f"{stage}/{k}": result[k] for k in ("ua", "wa", "f1", "unparsed_rate")}
+        values.update({f"{stage}/predicted/{k}": float(v) for k, v in result["predicted"].items()})
+        values.update({f"{stage}/recall/{k}": v for k, v in result["recall"].items()})
+        if stage == "val":
+            self.best_val_ua = max(self.best_val_ua, result["ua"])
+            values["val/ua_best"] = self.best_val_ua
+        self.log_dict(values, sync_dist=False)
+        self.eval_results[stage] = result
+        log.info(
+            "%s step %d: UA %.3f WA %.3f F1 %.3f unparsed %.3f predicted %s",
+            stage, self.global_step, result["ua"], result["wa"], result["f1"], result["unparsed_rate"], result["predicted"],
+        )
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
+
+
+def config_dict(cfg: GRPOConfig) -> dict:
+    return asdict(cfg)

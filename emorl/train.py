@@ -1,0 +1,142 @@
+"""Train entry point: ``python -m emorl.train reward=eswr reasoning=esr``.
+
+``train(cfg)`` evaluates the starting model on the test split, runs GRPO, evaluates the trained
+model, and writes ``metrics.json`` (and confusion matrices) into the run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def build_rewards(cfg: DictConfig, strategy, labels):
+    """Format reward of the strategy + the configured accuracy reward (eq. 4)."""
+    from hydra.utils import instantiate
+
+    from emorl.rewards import make_format_reward
+    from emorl.rewards.combine import RewardSet
+
+    accuracy = instantiate(cfg.reward.accuracy, labels=list(labels), strategy=strategy)
+    functions = {"format": make_format_reward(strategy), "accuracy": accuracy}
+    weights = {"format": float(cfg.reward.format_weight), "accuracy": float(cfg.reward.accuracy_weight)}
+    return RewardSet(functions, weights)
+
+
+def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
+    """The pretrained id/path, or the embedded tiny base (built and cached when missing)."""
+    if cfg.model.pretrained:
+        return str(cfg.model.pretrained)
+    from emorl.models.embedded import prepare_embedded_base
+
+    return str(
+        prepare_embedded_base(
+            cfg.paths.cache_dir,
+            corpus,
+            strategy,
+            seed=int(cfg.seed),
+            build=OmegaConf.to_container(cfg.model.build, resolve=True),
+            warm_start_settings=OmegaConf.to_container(cfg.model.warm_start, resolve=True),
+        )
+    )
+
+
+def train(cfg: DictConfig) -> tuple[dict, dict]:
+    """Run one experiment; returns ``(metrics, objects)``."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from emorl.metrics import plot_confusion
+    from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids, wrap_for_training
+    from emorl.modules.grpo import GRPOConfig, GRPOModule
+
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    L.seed_everything(int(cfg.seed), workers=True)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    algo = GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True))  # checks invariants first
+    corpus = instantiate(cfg.dataset.corpus)
+    strategy = instantiate(cfg.reasoning)
+    labels = corpus.labels
+    rewards = build_rewards(cfg, strategy, labels)
+
+    model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
+    lora = OmegaConf.to_container(cfg.model.lora, resolve=True) if cfg.model.lora else None
+    reference = None
+    if lora is None and algo.beta > 0:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    policy = wrap_for_training(model, lora, cfg.model.adapter)
+    datamodule = instantiate(cfg.data, corpus=corpus, strategy=strategy, processor=processor)
+    module = GRPOModule(
+        policy=policy,
+        processor=processor,
+        strategy=strategy,
+        rewards=rewards,
+        labels=labels,
+        algo=algo,
+        optimizer=instantiate(cfg.optimizer),
+        suppress_ids=suppressed_token_ids(processor),
+        end_ids=end_token_ids(model, processor),
+        reference=reference,
+        eval_max_new_tokens=cfg.eval.max_new_tokens,
+        run_dir=run_dir,
+    )
+    loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
+    trainer = instantiate(cfg.trainer, logger=loggers or False)
+    if trainer.is_global_zero:
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    metrics: dict = {"run_dir": str(run_dir), "seed": int(cfg.seed)}
+    try:
+        if cfg.eval.base:
+            trainer.test(module, datamodule=datamodule, verbose=False)
+            metrics["base"] = module.eval_results["test"]
+        start = time.time()
+        trainer.fit(module, datamodule=datamodule)
+        wall = time.time() - start
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics["trained"] = module.eval_results["test"]
+        metrics["train"] = {
+            "steps": int(trainer.global_step),
+            "wall_time_s": round(wall, 1),
+            "final": module.last_train_metrics,
+            "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
+        }
+        if trainer.is_global_zero:
+            for name in ("base", "trained"):
+                if name in metrics:
+                    plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            log.info("metrics written to %s", run_dir / "metrics.json")
+    finally:
+        for lg in loggers:
+            if lg.__class__.__name__ == "WandbLogger":
+                import wandb
+
+                wandb.finish()
+    return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    trained = metrics.get("trained")
+    return trained["ua"] if trained else None
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
