@@ -27,7 +27,8 @@ def build_rewards(cfg: DictConfig, strategy, labels):
     from emorl.rewards import make_format_reward
     from emorl.rewards.combine import RewardSet
 
-    accuracy = instantiate(cfg.reward.accuracy, labels=list(labels), strategy=strategy)
+    # Built as a partial so that the strategy object reaches the factory as it is.
+    accuracy = instantiate(cfg.reward.accuracy, _partial_=True)(labels=list(labels), strategy=strategy)
     functions = {"format": make_format_reward(strategy), "accuracy": accuracy}
     weights = {"format": float(cfg.reward.format_weight), "accuracy": float(cfg.reward.accuracy_weight)}
     return RewardSet(functions, weights)
@@ -78,7 +79,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if lora is None and algo.beta > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     policy = wrap_for_training(model, lora, cfg.model.adapter)
-    datamodule = instantiate(cfg.data, corpus=corpus, strategy=strategy, processor=processor)
+    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
     module = GRPOModule(
         policy=policy,
         processor=processor,

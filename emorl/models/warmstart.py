@@ -8,6 +8,8 @@ EmotionThinker's prosody-enhanced base:
 * prosodic attributes: is the pitch high or low, the speech fast or slow, the voice loud or
   quiet, the intonation flat or lively;
 * what was said: which of these words did the speaker say;
+* which topic the sentence is about, and whether the voice is male or female: questions
+  shaped like the emotion question (many options, pick exactly one);
 * a generic "pick the listed option" task whose options include label words, so that label
   tokens have been produced as answers at all (no emotion label is ever the target for audio).
 
@@ -41,8 +43,12 @@ ATTRIBUTE_QUESTIONS = {
     "intonation": "How lively is the speaker's intonation? Options: {options}.",
 }
 WORD_QUESTION = "Which of these words did the speaker say? Options: {options}."
+TOPIC_QUESTION = "Which topic does the speaker talk about? Options: {options}."
+VOICE_QUESTION = "Which voice does the speaker have? Options: {options}."
 POSITION_QUESTION = "Which option is listed {position}? Options: {options}."
 POSITIONS = ("first", "second", "last")
+TASKS = ("attribute", "word", "topic", "voice", "position")
+TASK_WEIGHTS = (0.35, 0.15, 0.15, 0.05, 0.30)
 
 
 def describe_prosody(meta: dict) -> str:
@@ -74,7 +80,7 @@ class WarmStartTasks:
         return seq[int(self.rng.integers(len(seq)))]
 
     def draw(self, item: Item, audio: np.ndarray | None) -> Example:
-        kind = self._choice(("attribute", "attribute", "word", "position"))
+        kind = TASKS[int(self.rng.choice(len(TASKS), p=TASK_WEIGHTS))]
         if kind == "attribute":
             attribute = self._choice(tuple(ATTRIBUTE_QUESTIONS))
             options = LEVELS[attribute][1][::-1]
@@ -88,6 +94,17 @@ class WarmStartTasks:
             options = [str(w) for w in self.rng.permutation([answer, *distractors])]
             question = WORD_QUESTION
             conclusion = f"the speaker said {answer}"
+        elif kind == "topic":
+            answer = next(t for t in TOPICS if f" {t} " in f" {item.transcript} ")
+            others = [t for t in self.rng.permutation(TOPICS) if t != answer][: int(self.rng.integers(3, 9))]
+            options = [str(t) for t in self.rng.permutation([answer, *others])]
+            question = TOPIC_QUESTION
+            conclusion = f"the speaker talks about the {answer}"
+        elif kind == "voice":
+            answer = item.meta["voice"]
+            options = [str(v) for v in self.rng.permutation(["male", "female"])]
+            question = VOICE_QUESTION
+            conclusion = f"the voice is {answer}"
         else:
             position = self._choice(POSITIONS)
             options = [str(o) for o in self.rng.choice(self.option_pool, size=int(self.rng.integers(3, 8)), replace=False)]

@@ -1,0 +1,60 @@
+"""Plutchik similarity (EMO-RL eq. 7, exact matches at 1)."""
+
+import math
+
+import pytest
+import torch
+
+from emorl.emotions import LABEL_SETS, pair_similarity, similarity_matrix, wheel_position
+
+ADJACENT = 0.5 * (math.cos(math.radians(45)) + 1)  # 0.8536
+NINETY = 0.5
+OPPOSITE = 0.0
+
+CASES = [
+    # (a, b, expected, why)
+    ("joy", "joy", 1.0, "exact match"),
+    ("neutral", "neutral", 1.0, "exact neutral match is 1, not eq. 7's literal 1/2"),
+    ("neutral", "anger", 0.5, "exactly one side neutral"),
+    ("sadness", "neutral", 0.5, "neutral on the other side"),
+    ("fear", "surprise", ADJACENT, "45 degrees apart"),
+    ("surprise", "sadness", ADJACENT, "45 degrees apart"),
+    ("anger", "disgust", ADJACENT, "45 degrees apart"),
+    ("joy", "anticipation", ADJACENT, "315 vs 0: the smaller arc is 45 degrees"),
+    ("joy", "fear", NINETY, "90 degrees apart"),
+    ("joy", "sadness", OPPOSITE, "opposite on the wheel"),
+    ("anger", "fear", OPPOSITE, "270 vs 90: opposite"),
+    ("happy", "joy", 1.0, "IEMOCAP's happy sits on joy; different names, same point"),
+    ("calm", "neutral", 0.5, "RAVDESS calm sits at the centre, a different label from neutral"),
+    ("Fear", "SURPRISE", ADJACENT, "case does not matter"),
+]
+
+
+@pytest.mark.parametrize("a,b,expected,why", CASES)
+def test_pair_similarity(a, b, expected, why):
+    assert pair_similarity(a, b) == pytest.approx(expected, abs=1e-6), why
+    assert pair_similarity(b, a) == pytest.approx(expected, abs=1e-6), "symmetric"
+
+
+@pytest.mark.parametrize("name", sorted(LABEL_SETS))
+def test_matrix_of_every_corpus_is_symmetric_with_unit_diagonal(name):
+    labels = LABEL_SETS[name]
+    s = similarity_matrix(labels)
+    assert s.shape == (len(labels), len(labels))
+    assert torch.equal(s, s.T)
+    assert torch.equal(torch.diagonal(s), torch.ones(len(labels)))
+    assert ((s >= 0) & (s <= 1)).all()
+
+
+def test_meld_pairs_above_gamma_are_exactly_the_wheel_neighbours():
+    labels = LABEL_SETS["meld"]
+    s = similarity_matrix(labels)
+    above = {(labels[i], labels[j]) for i in range(7) for j in range(7) if i < j and s[i, j] > 0.7}
+    assert above == {("sadness", "disgust"), ("sadness", "surprise"), ("anger", "disgust"), ("fear", "surprise")}
+
+
+def test_unknown_label_names_the_table_to_extend():
+    with pytest.raises(KeyError, match="WHEEL_POSITION"):
+        wheel_position("boredom")
+    with pytest.raises(ValueError, match="duplicates"):
+        similarity_matrix(["joy", "Joy"])

@@ -1,0 +1,42 @@
+"""UA / WA / F1 through torchmetrics, checked against hand-counted values."""
+
+import pytest
+
+from emorl.metrics import classification_metrics, plot_confusion
+
+LABELS = ["neutral", "joy", "anger"]
+
+
+def test_metrics_against_hand_counts():
+    targets = ["neutral"] * 4 + ["joy"] * 2 + ["anger"] * 2
+    preds = ["neutral", "neutral", "joy", None, "joy", "anger", "anger", "anger"]
+    m = classification_metrics(preds, targets, LABELS)
+    # recalls: neutral 2/4, joy 1/2, anger 2/2 -> UA = (0.5 + 0.5 + 1) / 3
+    assert m["ua"] == pytest.approx(2 / 3)
+    assert m["wa"] == pytest.approx(5 / 8)
+    # precision: neutral 2/2, joy 1/2, anger 2/3; F1 = 2PR/(P+R)
+    f1 = [2 * 1 * 0.5 / 1.5, 2 * 0.5 * 0.5 / 1.0, 2 * (2 / 3) * 1 / (5 / 3)]
+    assert m["f1"] == pytest.approx(sum(f1) / 3)
+    assert m["unparsed_rate"] == pytest.approx(1 / 8)
+    assert m["recall"] == {"neutral": 0.5, "joy": 0.5, "anger": 1.0}
+    assert m["predicted"] == {"neutral": 2, "joy": 2, "anger": 3, "unparsed": 1}
+    assert m["confusion"][0] == [2, 1, 0, 1]  # gold neutral: 2 neutral, 1 joy, 1 unparsed
+
+
+def test_unparsed_answers_count_as_wrong():
+    targets = ["joy", "joy"]
+    assert classification_metrics([None, None], targets, LABELS)["wa"] == 0.0
+    assert classification_metrics(["joy", None], targets, LABELS)["ua"] == pytest.approx(0.5)
+
+
+def test_a_model_that_predicts_one_class_gets_chance_ua_but_high_wa():
+    targets = ["neutral"] * 8 + ["joy", "anger"]
+    m = classification_metrics(["neutral"] * 10, targets, LABELS)
+    assert m["wa"] == pytest.approx(0.8)
+    assert m["ua"] == pytest.approx(1 / 3)
+
+
+def test_confusion_png_is_written(tmp_path):
+    m = classification_metrics(["joy", "anger"], ["joy", "joy"], LABELS)
+    path = plot_confusion(m["confusion"], LABELS, tmp_path / "c.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
