@@ -48,7 +48,7 @@ VOICE_QUESTION = "Which voice does the speaker have? Options: {options}."
 POSITION_QUESTION = "Which option is listed {position}? Options: {options}."
 POSITIONS = ("first", "second", "last")
 TASKS = ("attribute", "word", "topic", "voice", "position")
-TASK_WEIGHTS = (0.35, 0.15, 0.15, 0.05, 0.30)
+TASK_WEIGHTS = (0.35, 0.1, 0.1, 0.05, 0.40)
 
 
 def describe_prosody(meta: dict) -> str:
@@ -71,10 +71,8 @@ class WarmStartTasks:
         self.strategies = list(strategies)
         self.rng = np.random.default_rng(seed)
         self.words = _word_pool()
-        self.option_pool = sorted(
-            {label for labels in LABEL_SETS.values() for label in labels}
-            | {name for _, names, _ in LEVELS.values() for name in names}
-        )
+        # Label words of every corpus: the answer tokens the emotion question will need.
+        self.option_pool = sorted({label for labels in LABEL_SETS.values() for label in labels})
 
     def _choice(self, seq):
         return seq[int(self.rng.integers(len(seq)))]
@@ -107,7 +105,7 @@ class WarmStartTasks:
             conclusion = f"the voice is {answer}"
         else:
             position = self._choice(POSITIONS)
-            options = [str(o) for o in self.rng.choice(self.option_pool, size=int(self.rng.integers(3, 8)), replace=False)]
+            options = [str(o) for o in self.rng.choice(self.option_pool, size=int(self.rng.integers(3, 9)), replace=False)]
             answer = {"first": options[0], "second": options[1], "last": options[-1]}[position]
             question = POSITION_QUESTION.replace("{position}", position)
             conclusion = f"the {position} option is {answer}"

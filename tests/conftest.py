@@ -1,0 +1,99 @@
+"""Shared fixtures: the real config, composed once and shrunk to seconds on CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+# Small enough for seconds, large enough that every split has every class.
+SMALL = [
+    "dataset.corpus.train_per_class=6",
+    "dataset.corpus.val_per_class=2",
+    "dataset.corpus.test_per_class=2",
+    "++model.warm_start.steps=2",
+    "++model.warm_start.batch_size=4",
+    "algo.grpo.prompts_per_step=2",
+    "algo.grpo.num_generations=3",
+    "algo.grpo.micro_batch_size=3",
+    "algo.grpo.max_new_tokens=12",
+    "data.eval_batch_size=8",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "logger=csv",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache (corpus + embedded model) for the whole session."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def compose(overrides: list[str], cache: Path, out: Path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(
+            config_name="train",
+            overrides=[*SMALL, f"paths.cache_dir={cache}", f"paths.output_dir={out}", *overrides],
+        )
+
+
+@pytest.fixture
+def cfg_factory(cache_dir, tmp_path):
+    return lambda *overrides: compose(list(overrides), cache_dir, tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def small_corpus(cache_dir):
+    from emorl.data.synthetic import SyntheticCorpus
+
+    return SyntheticCorpus(cache_dir / "synthetic", train_per_class=6, val_per_class=2, test_per_class=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(cache_dir, small_corpus) -> Path:
+    """The embedded base (tiny Qwen2-Audio, a 2-step warm start), built once per session."""
+    from emorl.models.embedded import prepare_embedded_base
+    from emorl.prompts import get_strategy
+
+    return prepare_embedded_base(
+        cache_dir,
+        small_corpus,
+        get_strategy("esr"),
+        seed=0,
+        build={"vocab_size": 512, "chunk_length": 4},
+        warm_start_settings={"steps": 2, "batch_size": 4, "lr": 1e-3},
+    )
+
+
+@pytest.fixture
+def tiny(tiny_base):
+    """A fresh (model, processor) loaded from the cached base."""
+    from emorl.models.loading import load_backbone
+
+    return load_backbone(tiny_base)
+
+
+@pytest.fixture
+def esr_batch(tiny, small_corpus):
+    """A collated batch of 3 ESR emotion questions from the test split."""
+    from emorl.data.batching import Collator, EmotionQuestions
+    from emorl.prompts import get_strategy
+
+    _, processor = tiny
+    ds = EmotionQuestions(small_corpus.items("test")[:3], get_strategy("esr"), small_corpus.labels)
+    return Collator(processor)([ds[i] for i in range(3)])

@@ -1,0 +1,47 @@
+"""The real command line: a single run and a --multirun sweep (slow: they start fresh processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SMALL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, cache, cwd):
+    env = {**os.environ, "EMORL_CACHE": str(cache), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "emorl.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.mark.slow
+def test_single_run_writes_metrics_json(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    proc = _run([*SMALL, "logger=wandb", f"hydra.run.dir={out}"], cache_dir, ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for stage in ("base", "trained"):
+        assert 0.0 <= metrics[stage]["ua"] <= 1.0
+        assert metrics[stage]["n"] == 14  # 2 test clips x 7 classes
+        assert sum(metrics[stage]["predicted"].values()) == 14
+    assert metrics["train"]["steps"] == 2
+    assert {"train/reward/format", "train/reward/accuracy", "train/kl", "train/alpha"} <= set(metrics["train"]["final"])
+    assert (out / "confusion_trained.png").exists() and (out / "config_resolved.yaml").exists()
+    assert list((out / "wandb").glob("offline-run-*")), "W&B should write an offline run"
+
+
+@pytest.mark.slow
+def test_multirun_sweep_writes_one_folder_per_job(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = _run(["--multirun", "reward=bcr,eswr", *SMALL, f"hydra.sweep.dir={sweep}"], cache_dir, ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
+    assert jobs == ["0_bcr_esr_s0", "1_eswr_esr_s0"]

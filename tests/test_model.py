@@ -1,0 +1,141 @@
+"""The tiny Qwen2-Audio through the real transformers / peft code paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emorl import rollout
+from emorl.data.batching import Collator, Example
+from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids, wrap_for_training
+from emorl.models.tiny import build_tiny_backbone
+
+LORA = {"r": 4, "alpha": 8}
+
+
+def test_embedded_base_loads_through_from_pretrained(tiny_base):
+    model, processor = load_backbone(tiny_base)
+    config = json.loads((tiny_base / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2AudioForConditionalGeneration"]
+    n = sum(p.numel() for p in model.parameters())
+    assert 1e5 < n < 5e6, n
+    # a 4 s window: feature extractor and encoder agree
+    assert processor.feature_extractor.chunk_length == 4
+    assert model.config.audio_config.max_source_positions == 4 * 100 // 2
+    assert processor.__class__.__name__ == "Qwen2AudioProcessor"
+    assert (tiny_base / "warm_start.json").exists()
+
+
+def test_build_is_reproducible_by_seed(tmp_path):
+    texts = ["Which emotion does the speaker express? <answer>joy</answer>"] * 20
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        build_tiny_backbone(tmp_path / name, texts, seed=seed, vocab_size=300)
+    weights = {name: load_backbone(tmp_path / name)[0].state_dict() for name in "abc"}
+    key = "lm_head.weight"
+    assert torch.equal(weights["a"][key], weights["b"][key])
+    assert not torch.equal(weights["a"][key], weights["c"][key])
+
+
+def _batch(processor, waves, text="Which emotion does the speaker express? Options: joy, anger."):
+    return Collator(processor)([Example(audio=w, text=text) for w in waves])
+
+
+def test_waveform_changes_the_logits(tiny):
+    model, processor = tiny
+    rng = np.random.default_rng(0)
+    a = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    b = (0.1 * rng.standard_normal(24000)).astype(np.float32)
+    batch_a, batch_b = _batch(processor, [a]), _batch(processor, [a * 0.01 + np.float32(0.2)])
+    assert "input_features" in batch_a  # the processor got audio= (audios= would be dropped)
+    n_audio = (batch_a["input_ids"] == model.config.audio_token_id).sum().item()
+    assert n_audio == 25  # 1 s -> 25 audio tokens
+    assert (_batch(processor, [b])["input_ids"] == model.config.audio_token_id).sum().item() == 37
+    with torch.no_grad():
+        la = model(**rollout.model_inputs(batch_a)).logits[:, -1]
+        lb = model(**rollout.model_inputs(batch_b)).logits[:, -1]
+    assert not torch.allclose(la, lb, atol=1e-5)
+
+
+def test_lora_trains_only_the_language_model(tiny):
+    model, _ = tiny
+    policy = wrap_for_training(model, LORA)
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
+    assert not any("audio_tower" in n for n in trainable)
+
+
+def _rollout(model, processor, batch, g=2, tokens=8):
+    return rollout.sample(
+        model, processor, batch, num_generations=g, max_new_tokens=tokens,
+        suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor),
+    )
+
+
+def test_reference_log_probs_equal_policy_at_step_zero(tiny, esr_batch):
+    model, processor = tiny
+    policy = wrap_for_training(model, LORA)
+    ro = _rollout(policy, processor, esr_batch)
+    with torch.no_grad():
+        logp = rollout.completion_log_probs(policy, ro)
+        with rollout.reference_policy(policy) as ref:
+            ref_logp = rollout.completion_log_probs(ref, ro)
+    assert torch.equal(logp, ref_logp)
+    # after an update the policy moves and the reference does not
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05)
+        moved = rollout.completion_log_probs(policy, ro)
+        with rollout.reference_policy(policy) as ref:
+            again = rollout.completion_log_probs(ref, ro)
+    assert not torch.allclose(moved, logp)
+    assert torch.equal(again, ref_logp)
+
+
+def test_continuing_from_an_adapter_keeps_a_frozen_reference_copy(tiny, esr_batch, tmp_path):
+    model, processor = tiny
+    tuned = wrap_for_training(model, LORA)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.03)
+    tuned.save_pretrained(tmp_path / "adapter")
+    fresh, _ = load_backbone_again(tiny)
+    policy = wrap_for_training(fresh, LORA, adapter=tmp_path / "adapter")
+    ro = _rollout(policy, processor, esr_batch)
+    with torch.no_grad():
+        logp = rollout.completion_log_probs(policy, ro)
+        with rollout.reference_policy(policy) as ref:
+            ref_logp = rollout.completion_log_probs(ref, ro)
+        with policy.disable_adapter():
+            base_logp = rollout.completion_log_probs(policy, ro)
+    assert torch.allclose(logp, ref_logp, atol=1e-6)  # starts at the tuned adapter, not the base
+    assert not torch.allclose(logp, base_logp, atol=1e-4)
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and not any(".reference." in n for n in trainable)
+
+
+def load_backbone_again(tiny):
+    model, processor = tiny
+    return load_backbone(model.name_or_path)
+
+
+def test_sampled_completions_never_contain_audio_placeholders(tiny, esr_batch):
+    model, processor = tiny
+    audio_id = model.config.audio_token_id
+    with torch.no_grad():  # make <|AUDIO|> by far the likeliest next token
+        model.lm_head.weight[audio_id] = 50 * model.lm_head.weight.abs().max()
+    bare = model.generate(**rollout.model_inputs(esr_batch), max_new_tokens=4, do_sample=True,
+                          pad_token_id=processor.tokenizer.pad_token_id)
+    assert (bare[:, esr_batch["input_ids"].shape[1]:] == audio_id).any(), "the bias should show without suppression"
+    ro = _rollout(model, processor, esr_batch, g=3, tokens=6)
+    assert not (ro.completion_ids == audio_id).any()
+    assert not torch.isin(ro.completion_ids, torch.tensor(suppressed_token_ids(processor))).any()
+
+
+def test_completion_mask_stops_after_the_first_end_token():
+    ids = torch.tensor([[7, 9, 2, 7, 2], [2, 7, 7, 7, 7], [7, 7, 7, 7, 7]])
+    assert rollout.completion_mask(ids, [2, 3]).tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
