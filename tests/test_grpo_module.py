@@ -11,8 +11,14 @@ from emorl.rollout import Rollout
 from emorl.train import train
 
 
-def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monkeypatch):
-    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false")
+@pytest.mark.parametrize("variant", [
+    [],                                            # LoRA, one update per rollout batch
+    ["algo.grpo.num_iterations=2"],                # two clipped updates on the same rollouts
+    ["model.lora=null", "optimizer.lr=1e-4"],      # full fine-tuning with a frozen reference copy
+    ["algo.grpo.loss_type=dr_grpo", "algo.grpo.micro_batch_size=2", "algo.grpo.num_generations=2"],
+])
+def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monkeypatch, variant):
+    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", *variant)
     captured = {}
 
     from emorl.modules import grpo
@@ -40,11 +46,19 @@ def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monk
     assert captured["before"].keys() == after.keys() and after
     changed = [n for n in after if not torch.equal(captured["before"][n], after[n])]
     assert changed, "no trainable parameter moved after one GRPO step"
-    assert all("lora_" in n for n in after)
+    if "model.lora=null" in variant:
+        assert any("audio_tower" in n for n in after) and module.reference is not None
+        ref_params = dict(module.reference.named_parameters())
+        assert not any(p.requires_grad for p in ref_params.values())
+        name = changed[0]
+        assert not torch.equal(ref_params[name], after[name]), "the reference must not follow the policy"
+    else:
+        assert all("lora_" in n for n in after)
     final = metrics["train"]["final"]
     assert torch.isfinite(torch.tensor(final["train/loss"]))
     assert final["train/kl"] >= 0
-    assert metrics["train"]["steps"] == 1
+    iterations = 2 if "algo.grpo.num_iterations=2" in variant else 1
+    assert metrics["train"]["steps"] == iterations  # Lightning counts optimizer steps
     assert set(metrics["trained"]) >= {"ua", "wa", "f1", "unparsed_rate", "recall", "confusion", "predicted"}
     assert (cfg.paths.output_dir and (module.run_dir / "metrics.json").exists())
 

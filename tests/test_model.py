@@ -139,3 +139,30 @@ def test_sampled_completions_never_contain_audio_placeholders(tiny, esr_batch):
 def test_completion_mask_stops_after_the_first_end_token():
     ids = torch.tensor([[7, 9, 2, 7, 2], [2, 7, 7, 7, 7], [7, 7, 7, 7, 7]])
     assert rollout.completion_mask(ids, [2, 3]).tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
+
+
+def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus):
+    """Log-probs recomputed by a forward pass equal those generate() sampled from, with left padding."""
+    from emorl.data.batching import EmotionQuestions
+    from emorl.prompts import get_strategy
+
+    model, processor = tiny
+    items = small_corpus.items("test")
+    # clips of different lengths -> different prompt lengths -> left padding in the batch
+    ds = EmotionQuestions([items[0], items[5], items[9]], get_strategy("ir"), small_corpus.labels)
+    batch = Collator(processor)([ds[i] for i in range(3)])
+    assert (batch["attention_mask"] == 0).any(), "the batch should be left-padded"
+    inputs = rollout.model_inputs(batch)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(
+            **inputs, max_new_tokens=6, do_sample=True, top_k=0, output_logits=True, return_dict_in_generate=True,
+            eos_token_id=end_token_ids(model, processor), pad_token_id=processor.tokenizer.pad_token_id,
+        )
+    ids = out.sequences[:, inputs["input_ids"].shape[1]:]
+    mask = rollout.completion_mask(ids, end_token_ids(model, processor))
+    sampled = torch.stack(out.logits, dim=1).log_softmax(-1).gather(-1, ids[..., None])[..., 0]
+    ro = rollout.Rollout(prompt=inputs, completion_ids=ids, completion_mask=mask, texts=[""] * 3)
+    with torch.no_grad():
+        recomputed = rollout.completion_log_probs(model, ro)
+    assert torch.allclose(recomputed[mask.bool()], sampled[mask.bool()], atol=1e-4)
