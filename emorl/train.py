@@ -113,7 +113,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         metrics["train"] = {
             "steps": int(trainer.global_step),
             "wall_time_s": round(wall, 1),
-            "final": module.last_train_metrics,
+            "final": module.final_train_metrics,  # mean of the last 10 steps
             "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
         }
         if trainer.is_global_zero:

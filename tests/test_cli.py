@@ -45,3 +45,8 @@ def test_multirun_sweep_writes_one_folder_per_job(tmp_path, cache_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert jobs == ["0_bcr_esr_s0", "1_eswr_esr_s0"]
+    # the report groups the sweep's runs by (reward, reasoning)
+    report = subprocess.run([sys.executable, "-m", "emorl.report", str(sweep)], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    rows = [line for line in report.stdout.splitlines() if line.startswith("| bcr") or line.startswith("| eswr")]
+    assert [r.split("|")[1:4] for r in rows] == [[" bcr ", " esr ", " 1 "], [" eswr ", " esr ", " 1 "]]

@@ -142,7 +142,11 @@ def test_completion_mask_stops_after_the_first_end_token():
 
 
 def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus):
-    """Log-probs recomputed by a forward pass equal those generate() sampled from, with left padding."""
+    """Log-probs recomputed by a forward pass equal those generate() sampled from.
+
+    Three prompts of different lengths (left padding), two completions each: a completion paired
+    with another prompt's audio would get other log-probs.
+    """
     from emorl.data.batching import EmotionQuestions
     from emorl.prompts import get_strategy
 
@@ -157,12 +161,19 @@ def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus):
     with torch.no_grad():
         out = model.generate(
             **inputs, max_new_tokens=6, do_sample=True, top_k=0, output_logits=True, return_dict_in_generate=True,
+            num_return_sequences=2,
             eos_token_id=end_token_ids(model, processor), pad_token_id=processor.tokenizer.pad_token_id,
         )
     ids = out.sequences[:, inputs["input_ids"].shape[1]:]
     mask = rollout.completion_mask(ids, end_token_ids(model, processor))
     sampled = torch.stack(out.logits, dim=1).log_softmax(-1).gather(-1, ids[..., None])[..., 0]
-    ro = rollout.Rollout(prompt=inputs, completion_ids=ids, completion_mask=mask, texts=[""] * 3)
+    ro = rollout.Rollout(prompt=rollout.repeat_rows(inputs, 2), completion_ids=ids, completion_mask=mask, texts=[""] * 6)
     with torch.no_grad():
         recomputed = rollout.completion_log_probs(model, ro)
     assert torch.allclose(recomputed[mask.bool()], sampled[mask.bool()], atol=1e-4)
+    # pairing completions with the wrong prompts' audio changes the log-probs
+    shuffled = rollout.Rollout(prompt=rollout.repeat_rows(inputs, 2), completion_ids=ids[[2, 3, 4, 5, 0, 1]],
+                               completion_mask=mask[[2, 3, 4, 5, 0, 1]], texts=[""] * 6)
+    with torch.no_grad():
+        wrong = rollout.completion_log_probs(model, shuffled)
+    assert not torch.allclose(wrong, recomputed[[2, 3, 4, 5, 0, 1]], atol=1e-4)

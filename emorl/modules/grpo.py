@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -124,7 +125,8 @@ class GRPOModule(L.LightningModule):
         self.eval_results: dict[str, dict] = {}
         self._eval_buffer: list[tuple[str | None, str]] = []
         self.best_val_ua = float("-inf")
-        self.last_train_metrics: dict[str, float] = {}
+        self.recent_train_metrics: deque[dict[str, float]] = deque(maxlen=10)
+        self.rollout_batches = 0
         if reference is None and self.algo.beta > 0 and not hasattr(policy, "peft_config"):
             raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model")
 
@@ -237,16 +239,25 @@ class GRPOModule(L.LightningModule):
             values[f"train/{key}"] = torch.stack([v.float() for v in vs]).mean()
         values = {k: float(v) for k, v in values.items()}
         self.log_dict(values, on_step=True, prog_bar=False, batch_size=len(batch["label"]))
-        self.last_train_metrics = values
+        self.recent_train_metrics.append(values)
         every = self.algo.log_samples_every
-        if every and self.global_step % every in (0, self.algo.num_iterations - 1 if self.algo.num_iterations > 1 else 0):
+        if every and self.rollout_batches % every == 0:
             self._log_samples(batch, ro, total, components)
+        self.rollout_batches += 1
+
+    @property
+    def final_train_metrics(self) -> dict[str, float]:
+        """Training metrics averaged over the last (up to) 10 steps."""
+        if not self.recent_train_metrics:
+            return {}
+        keys = self.recent_train_metrics[-1].keys()
+        return {k: sum(m.get(k, 0.0) for m in self.recent_train_metrics) / len(self.recent_train_metrics) for k in keys}
 
     def _log_samples(self, batch, ro, total, components) -> None:
         g = self.algo.num_generations
         rows = []
         for i in range(g):
-            row = {"step": self.global_step, "label": batch["label"][0], "completion": ro.texts[i], "reward": float(total[i])}
+            row = {"step": int(self.global_step), "label": batch["label"][0], "completion": ro.texts[i], "reward": float(total[i])}
             row.update({name: float(v[i]) for name, v in components.items()})
             rows.append(row)
         if self.run_dir is not None and self.trainer.is_global_zero:
@@ -311,6 +322,3 @@ class GRPOModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_eval("test")
 
-
-def config_dict(cfg: GRPOConfig) -> dict:
-    return asdict(cfg)
