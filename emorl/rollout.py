@@ -94,7 +94,12 @@ def sample(
         pad_token_id=pad_id,
     )
     if do_sample:
-        generate_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        # Plain temperature sampling, whatever the checkpoint's generation_config says
+        # (Qwen2-Audio ships top_k / top_p / repetition_penalty defaults): the log-probs that
+        # GRPO computes are those of exactly this distribution.
+        generate_kwargs.update(temperature=temperature, top_p=top_p, top_k=0, repetition_penalty=1.0)
+    else:
+        generate_kwargs.update(repetition_penalty=1.0)
     out = model.generate(**inputs, **generate_kwargs)
     ids = out[:, prompt_len:]
     mask = completion_mask(ids, end_ids)

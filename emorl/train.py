@@ -117,6 +117,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
             "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
         }
         if trainer.is_global_zero:
+            if cfg.save_model:  # a peft adapter with LoRA, the full model otherwise
+                module.policy.save_pretrained(run_dir / "model")
+                processor.save_pretrained(run_dir / "model")
             for name in ("base", "trained"):
                 if name in metrics:
                     plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)

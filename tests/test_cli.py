@@ -35,6 +35,7 @@ def test_single_run_writes_metrics_json(tmp_path, cache_dir):
     assert metrics["train"]["steps"] == 2
     assert {"train/reward/format", "train/reward/accuracy", "train/kl", "train/alpha"} <= set(metrics["train"]["final"])
     assert (out / "confusion_trained.png").exists() and (out / "config_resolved.yaml").exists()
+    assert (out / "model" / "adapter_config.json").exists()  # the trained LoRA adapter, peft format
     assert list((out / "wandb").glob("offline-run-*")), "W&B should write an offline run"
 
 

@@ -81,3 +81,20 @@ def test_bad_audio_in_a_split_stops_before_training(tmp_path, small_corpus):
         check_items([], small_corpus.labels, "val")
     with pytest.raises(ValueError, match="'boredom' is not in the label set"):
         check_items([replace(items[0], label="boredom")], small_corpus.labels, "val")
+
+
+def test_shuffled_options_are_fixed_per_item_and_vary_between_items(small_corpus):
+    from emorl.data.batching import EmotionQuestions
+    from emorl.prompts import get_strategy
+
+    items = small_corpus.items("train")
+    ds = EmotionQuestions(items, get_strategy("ir"), small_corpus.labels, shuffle_options=True, seed=0)
+    again = EmotionQuestions(items, get_strategy("ir"), small_corpus.labels, shuffle_options=True, seed=0)
+    orders = [ds.options(i) for i in items]
+    assert orders == [again.options(i) for i in items]
+    assert len(set(orders)) > len(items) // 2
+    assert all(sorted(o) == sorted(small_corpus.labels) for o in orders)
+    example = ds[0]
+    assert f"Options: {', '.join(example.options)}." in example.text
+    fixed = EmotionQuestions(items, get_strategy("ir"), small_corpus.labels, shuffle_options=False)
+    assert {fixed.options(i) for i in items} == {tuple(small_corpus.labels)}

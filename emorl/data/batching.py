@@ -6,6 +6,7 @@ The processor keyword is ``audio=`` (transformers 5 silently drops ``audios=``).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,20 +31,43 @@ class Example:
 
 
 class EmotionQuestions(torch.utils.data.Dataset):
-    """Corpus items as emotion multiple-choice questions in one reasoning strategy."""
+    """Corpus items as emotion multiple-choice questions in one reasoning strategy.
 
-    def __init__(self, items: Sequence[Item], strategy: ReasoningStrategy, labels: Sequence[str]) -> None:
+    With ``shuffle_options`` each item lists the labels in its own order, fixed by ``seed`` and
+    the item's path (the same at every epoch and every evaluation): a model cannot score by
+    answering a position, and a positional habit of the base spreads over all labels.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        strategy: ReasoningStrategy,
+        labels: Sequence[str],
+        shuffle_options: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.items = list(items)
         self.strategy = strategy
         self.labels = tuple(labels)
-        self.text = strategy.prompt(self.labels)
+        self.shuffle_options = shuffle_options
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def options(self, item: Item) -> tuple[str, ...]:
+        if not self.shuffle_options:
+            return self.labels
+        order = list(self.labels)
+        random.Random(f"{self.seed}:{item.path}").shuffle(order)
+        return tuple(order)
+
     def __getitem__(self, index: int) -> Example:
         item = self.items[index]
-        return Example(audio=load_audio(item.path), text=self.text, label=item.label, options=self.labels, item=item)
+        options = self.options(item)
+        return Example(
+            audio=load_audio(item.path), text=self.strategy.prompt(options), label=item.label, options=options, item=item
+        )
 
 
 def chat_prompt(processor, text: str) -> str:

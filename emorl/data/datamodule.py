@@ -39,6 +39,8 @@ class EmotionDataModule(L.LightningDataModule):
         batch_size: prompts per training step.
         eval_batch_size: prompts per evaluation batch.
         check_audio: read every file once before training to fail early on bad audio.
+        shuffle_options: list the labels in a per-item order (fixed by ``options_seed`` and path).
+        options_seed: seed of the option orders (part of the evaluation protocol: keep it fixed).
         seed: order of the training prompts.
     """
 
@@ -51,6 +53,8 @@ class EmotionDataModule(L.LightningDataModule):
         eval_batch_size: int = 64,
         num_workers: int = 0,
         check_audio: bool = True,
+        shuffle_options: bool = True,
+        options_seed: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -61,6 +65,8 @@ class EmotionDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.check_audio = check_audio
+        self.shuffle_options = shuffle_options
+        self.options_seed = options_seed
         self.seed = seed
         self.datasets: dict[str, EmotionQuestions] = {}
 
@@ -75,7 +81,9 @@ class EmotionDataModule(L.LightningDataModule):
             items = self.corpus.items(split)
             if self.check_audio:
                 check_items(items, self.labels, split)
-            self.datasets[split] = EmotionQuestions(items, self.strategy, self.labels)
+            self.datasets[split] = EmotionQuestions(
+                items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed
+            )
         if len(self.datasets["train"]) < self.batch_size:
             raise ValueError(
                 f"the train split has {len(self.datasets['train'])} items, fewer than one batch of {self.batch_size}"
