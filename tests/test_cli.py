@@ -25,7 +25,7 @@ def _run(args, cache, cwd):
 @pytest.mark.slow
 def test_single_run_writes_metrics_json(tmp_path, cache_dir):
     out = tmp_path / "run"
-    proc = _run([*SMALL, "logger=wandb", f"hydra.run.dir={out}"], cache_dir, ROOT)
+    proc = _run([*SMALL, "logger=wandb", "model.lora={r: 8, alpha: 16}", f"hydra.run.dir={out}"], cache_dir, ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     for stage in ("base", "trained"):
@@ -46,6 +46,7 @@ def test_multirun_sweep_writes_one_folder_per_job(tmp_path, cache_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
     assert jobs == ["0_bcr_esr_s0", "1_eswr_esr_s0"]
+    assert (sweep / jobs[0] / "model" / "config.json").exists()  # full fine-tuning saves the whole model
     # the report groups the sweep's runs by (reward, reasoning)
     report = subprocess.run([sys.executable, "-m", "emorl.report", str(sweep)], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr

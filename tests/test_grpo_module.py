@@ -10,11 +10,13 @@ from emorl.modules.grpo import GRPOConfig
 from emorl.rollout import Rollout
 from emorl.train import train
 
+LORA = "model.lora={r: 8, alpha: 16}"
+
 
 @pytest.mark.parametrize("variant", [
-    [],                                            # LoRA, one update per rollout batch
-    ["algo.grpo.num_iterations=2"],                # two clipped updates on the same rollouts
-    ["model.lora=null", "optimizer.lr=1e-4"],      # full fine-tuning with a frozen reference copy
+    [LORA, "model.lr=1e-3"],                       # LoRA, one update per rollout batch
+    [LORA, "model.lr=1e-3", "algo.grpo.num_iterations=2"],  # two clipped updates on the same rollouts
+    ["model.lora=null", "model.lr=1e-4"],          # full fine-tuning with a frozen reference copy
     ["algo.grpo.loss_type=dr_grpo", "algo.grpo.micro_batch_size=2", "algo.grpo.num_generations=2"],
 ])
 def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monkeypatch, variant):
@@ -46,7 +48,7 @@ def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monk
     assert captured["before"].keys() == after.keys() and after
     changed = [n for n in after if not torch.equal(captured["before"][n], after[n])]
     assert changed, "no trainable parameter moved after one GRPO step"
-    if "model.lora=null" in variant:
+    if LORA not in variant:
         assert any("audio_tower" in n for n in after) and module.reference is not None
         ref_params = dict(module.reference.named_parameters())
         assert not any(p.requires_grad for p in ref_params.values())
