@@ -122,3 +122,12 @@ def test_total_is_format_plus_accuracy_and_components_stay_separate():
     assert torch.equal(total, torch.tensor([2.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="unknown components"):
         RewardSet({"format": make_format_reward("ir")}, {"acc": 1.0})
+
+
+def test_eswr_alpha_horizon_ends_the_decay_early():
+    reward = make_eswr_reward(MELD, alpha_horizon=0.5)
+    at = lambda step: reward([ans("fear")], label=["surprise"], trainer_state=SimpleNamespace(global_step=step, max_steps=100))
+    assert at(25) == [pytest.approx(0.5 * ADJ)]  # half-way through the horizon
+    assert at(50) == [0.0] and at(90) == [0.0]
+    with pytest.raises(ValueError, match="alpha_horizon"):
+        make_eswr_reward(MELD, alpha_horizon=0.0)

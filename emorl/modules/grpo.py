@@ -189,6 +189,7 @@ class GRPOModule(L.LightningModule):
         optimizer = self.optimizers()
         step_metrics: dict[str, list[torch.Tensor]] = {}
         for _ in range(cfg.num_iterations):
+            update_loss = torch.zeros((), device=device)
             for chunk in chunks:
                 logp = rollout.completion_log_probs(self.policy, ro.rows(chunk), cfg.temperature)
                 loss, metrics = algos.grpo_loss(
@@ -208,8 +209,10 @@ class GRPOModule(L.LightningModule):
                     num_micro_batches=len(chunks),
                 )
                 self.manual_backward(loss)
-                for key, value in {"loss": loss.detach(), **metrics}.items():
+                update_loss += loss.detach()  # micro-batch losses add up to the update's loss
+                for key, value in metrics.items():
                     step_metrics.setdefault(key, []).append(value)
+            step_metrics.setdefault("loss", []).append(update_loss)
             self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -56,12 +56,15 @@ def make_eswr_reward(
     gamma: float = 0.7,
     alpha_schedule: str | AlphaSchedule = "linear",
     strategy: str | ReasoningStrategy = "ir",
+    alpha_horizon: float = 1.0,
 ) -> Callable[..., list[float]]:
     """Emotion similarity-weighted reward (eq. 8).
 
     1 for the gold label; ``alpha * S[pred, gold]`` when the similarity exceeds ``gamma``;
     else 0.  ``alpha`` follows ``alpha_schedule`` over training progress taken from
     ``trainer_state`` (``global_step / max_steps``), or is given explicitly as ``alpha=``.
+    ``alpha_horizon`` is the fraction of training over which the schedule runs (1: all of it;
+    0.5: alpha reaches its end value half-way and stays there).
 
     >>> eswr = make_eswr_reward("meld")
     >>> [round(r, 4) for r in eswr(["<answer>fear</answer>"] * 2, label=["surprise", "joy"], alpha=1.0)]
@@ -69,9 +72,15 @@ def make_eswr_reward(
     """
     if not 0.0 <= float(gamma) <= 1.0:
         raise ValueError(f"ESWR gamma must lie in [0, 1], got {gamma}")
+    if not 0.0 < float(alpha_horizon) <= 1.0:
+        raise ValueError(f"ESWR alpha_horizon must lie in (0, 1], got {alpha_horizon}")
     labels = label_set(labels)
     strategy = get_strategy(strategy)
-    schedule = get_alpha_schedule(alpha_schedule)
+    base_schedule = get_alpha_schedule(alpha_schedule)
+
+    def schedule(progress: float) -> float:
+        return base_schedule(min(progress / alpha_horizon, 1.0))
+
     matrix = similarity_matrix(labels)
     index = {name.lower(): i for i, name in enumerate(labels)}
 
