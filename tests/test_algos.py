@@ -56,7 +56,7 @@ def test_k3_is_nonnegative_and_matches_its_formula():
     logp = torch.tensor([[-1.0, -0.1, -3.0]])
     ref = torch.tensor([[-0.5, -2.0, -3.0]])
     k3 = algos.kl_k3(logp, ref)
-    expected = [math.exp(r - p) - (r - p) - 1 for p, r in zip(logp[0].tolist(), ref[0].tolist())]
+    expected = [math.exp(r - p) - (r - p) - 1 for p, r in zip(logp[0].tolist(), ref[0].tolist(), strict=True)]
     assert k3[0].tolist() == pytest.approx(expected)
     assert (k3 >= 0).all()
 

@@ -52,3 +52,22 @@ def test_multirun_sweep_writes_one_folder_per_job(tmp_path, cache_dir):
     assert report.returncode == 0, report.stderr
     rows = [line for line in report.stdout.splitlines() if line.startswith("| bcr") or line.startswith("| eswr")]
     assert [r.split("|")[1:4] for r in rows] == [[" bcr ", " esr ", " 1 "], [" eswr ", " esr ", " 1 "]]
+
+
+@pytest.mark.slow
+def test_evaluate_reloads_a_trained_run_and_reproduces_its_test_metrics(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    proc = _run([*SMALL, "model.lora={r: 8, alpha: 16}", f"hydra.run.dir={run}"], cache_dir, ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = json.loads((run / "metrics.json").read_text())["trained"]
+    env = {**os.environ, "EMORL_CACHE": str(cache_dir), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    for attempt in range(2):  # greedy decoding: the same numbers every time
+        out = tmp_path / f"eval{attempt}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "emorl.evaluate", *SMALL, f"ckpt={run}", f"hydra.run.dir={out}"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        test = json.loads((out / "metrics.json").read_text())["test"]
+        assert test["confusion"] == trained["confusion"]
+        assert test["ua"] == trained["ua"]

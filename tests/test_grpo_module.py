@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from emorl.modules.grpo import GRPOConfig
 from emorl.rollout import Rollout

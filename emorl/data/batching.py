@@ -96,7 +96,7 @@ class Collator:
     def __call__(self, examples: Sequence[Example]) -> dict:
         prompts = [self._prompt(e.text) for e in examples]
         supervised = examples[0].target is not None
-        texts = [p + e.target + self.end_of_turn for p, e in zip(prompts, examples)] if supervised else prompts
+        texts = [p + e.target + self.end_of_turn for p, e in zip(prompts, examples, strict=True)] if supervised else prompts
         batch = dict(
             self.processor(
                 text=texts,

@@ -30,7 +30,7 @@ import torch
 from emorl.data.audio import load_audio
 from emorl.data.batching import Collator, Example
 from emorl.data.corpus import Item
-from emorl.data.synthetic import LEVELS, KEYWORDS, TOPICS
+from emorl.data.synthetic import KEYWORDS, LEVELS, TOPICS
 from emorl.emotions import LABEL_SETS
 from emorl.prompts import ReasoningStrategy
 
@@ -119,7 +119,7 @@ class WarmStartTasks:
             )
         think = f"they say {item.transcript}. it sounds like {describe_prosody(item.meta)}. so {conclusion}."
         target = strategy.render(
-            answer, think=think, sections={s.tag: text for s, text in zip(strategy.sections, section_texts)}
+            answer, think=think, sections={s.tag: text for s, text in zip(strategy.sections, section_texts, strict=False)}
         )
         return Example(audio=audio, text=strategy.prompt(options, question=question), target=target, item=item)
 

@@ -85,7 +85,8 @@ class GRPOModule(L.LightningModule):
         rewards: named reward components and weights.
         labels: the label set the questions list.
         algo: :class:`GRPOConfig` or its fields.
-        optimizer: ``functools.partial`` of a torch optimizer (Hydra ``_partial_: true``).
+        optimizer: ``functools.partial`` of a torch optimizer (Hydra ``_partial_: true``);
+            None for a module that only evaluates.
         suppress_ids / end_ids: token ids never sampled / ending a completion.
         reference: a frozen reference model for full fine-tuning (None with LoRA: the
             policy with adapters disabled is the reference).
@@ -127,11 +128,11 @@ class GRPOModule(L.LightningModule):
         self.best_val_ua = float("-inf")
         self.recent_train_metrics: deque[dict[str, float]] = deque(maxlen=10)
         self.rollout_batches = 0
-        if reference is None and self.algo.beta > 0 and not hasattr(policy, "peft_config"):
-            raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model")
 
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self):
+        if self.reference is None and self.algo.beta > 0 and not hasattr(self.policy, "peft_config"):
+            raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model (reference=)")
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the policy has no trainable parameters; check model.lora / model.full_finetune")
@@ -286,12 +287,12 @@ class GRPOModule(L.LightningModule):
             suppress_ids=self.suppress_ids,
             end_ids=self.end_ids,
         )
-        preds = [parse_label(self.strategy.extract_answer(t), opts) for t, opts in zip(ro.texts, batch["options"])]
+        preds = [parse_label(self.strategy.extract_answer(t), opts) for t, opts in zip(ro.texts, batch["options"], strict=True)]
         return preds, ro.texts
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         preds, _ = self.predict_labels(batch)
-        self._eval_buffer.extend(zip(preds, batch["label"]))
+        self._eval_buffer.extend(zip(preds, batch["label"], strict=True))
 
     test_step = validation_step
 
@@ -301,7 +302,7 @@ class GRPOModule(L.LightningModule):
     on_test_epoch_start = on_validation_epoch_start
 
     def _finish_eval(self, stage: str) -> dict:
-        preds, targets = zip(*self._eval_buffer) if self._eval_buffer else ((), ())
+        preds, targets = zip(*self._eval_buffer, strict=True) if self._eval_buffer else ((), ())
         result = classification_metrics(list(preds), list(targets), self.labels)
         self._eval_buffer = []
         values = {f"{stage}/{k}": result[k] for k in ("ua", "wa", "f1", "unparsed_rate")}
