@@ -39,6 +39,17 @@ def load_checkpoint(ckpt: str | Path, dtype: str):
     return load_backbone(path, dtype)
 
 
+def warn_if_reasoning_differs(ckpt: Path, name: str) -> None:
+    """A run trained with one strategy and scored with another is almost always a mistake."""
+    saved = ckpt / "config_resolved.yaml"
+    if saved.exists():
+        import yaml
+
+        trained = (yaml.safe_load(saved.read_text()).get("reasoning") or {}).get("name")
+        if trained and trained != name:
+            log.warning("ckpt %s was trained with reasoning=%s but is evaluated with reasoning=%s", ckpt, trained, name)
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Test metrics of ``cfg.ckpt`` (or of the configured starting model)."""
     from hydra.utils import instantiate
@@ -55,6 +66,7 @@ def evaluate(cfg: DictConfig) -> dict:
     corpus = instantiate(cfg.dataset.corpus)
     strategy = instantiate(cfg.reasoning)
     if cfg.get("ckpt"):
+        warn_if_reasoning_differs(Path(cfg.ckpt), strategy.name)
         model, processor = load_checkpoint(cfg.ckpt, cfg.model.dtype)
     else:
         model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
