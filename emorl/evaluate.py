@@ -55,9 +55,8 @@ def evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from emorl.metrics import plot_confusion
-    from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
-    from emorl.modules.grpo import GRPOConfig, GRPOModule
-    from emorl.train import build_rewards, resolve_model_path
+    from emorl.models.loading import load_backbone
+    from emorl.train import build_module, resolve_model_path
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -71,19 +70,7 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
     model.eval()
-    module = GRPOModule(
-        policy=model,
-        processor=processor,
-        strategy=strategy,
-        rewards=build_rewards(cfg, strategy, corpus.labels),
-        labels=corpus.labels,
-        algo=GRPOConfig(**cfg.algo.grpo),
-        optimizer=None,
-        suppress_ids=suppressed_token_ids(processor),
-        end_ids=end_token_ids(model, processor),
-        eval_max_new_tokens=cfg.eval.max_new_tokens,
-        run_dir=out,
-    )
+    module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
     trainer = instantiate(cfg.trainer, logger=False)
     trainer.test(module, datamodule=datamodule, verbose=False)

@@ -34,6 +34,31 @@ def build_rewards(cfg: DictConfig, strategy, labels):
     return RewardSet(functions, weights)
 
 
+def build_module(
+    cfg: DictConfig, policy, processor, strategy, labels, run_dir: Path, reference=None, rewards=None, train: bool = True
+):
+    """The GRPO LightningModule for ``policy``, wired from the config (``train=False``: evaluation only)."""
+    from hydra.utils import instantiate
+
+    from emorl.models.loading import end_token_ids, suppressed_token_ids
+    from emorl.modules.grpo import GRPOConfig, GRPOModule
+
+    return GRPOModule(
+        policy=policy,
+        processor=processor,
+        strategy=strategy,
+        rewards=rewards if rewards is not None else build_rewards(cfg, strategy, labels),
+        labels=labels,
+        algo=GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)),
+        optimizer=instantiate(cfg.optimizer) if train else None,
+        suppress_ids=suppressed_token_ids(processor),
+        end_ids=end_token_ids(policy, processor),
+        reference=reference,
+        eval_max_new_tokens=cfg.eval.max_new_tokens,
+        run_dir=run_dir,
+    )
+
+
 def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
     """The pretrained id/path, or the embedded tiny base (built and cached when missing)."""
     if cfg.model.pretrained:
@@ -58,8 +83,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     from hydra.utils import instantiate
 
     from emorl.metrics import plot_confusion
-    from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids, wrap_for_training
-    from emorl.modules.grpo import GRPOConfig, GRPOModule
+    from emorl.models.loading import load_backbone, wrap_for_training
+    from emorl.modules.grpo import GRPOConfig
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -71,7 +96,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     corpus = instantiate(cfg.dataset.corpus)
     strategy = instantiate(cfg.reasoning)
     labels = corpus.labels
-    rewards = build_rewards(cfg, strategy, labels)
+    rewards = build_rewards(cfg, strategy, labels)  # checks gamma, schedule before any model is built
 
     model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
     lora = OmegaConf.to_container(cfg.model.lora, resolve=True) if cfg.model.lora else None
@@ -80,20 +105,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     policy = wrap_for_training(model, lora, cfg.model.adapter)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
-    module = GRPOModule(
-        policy=policy,
-        processor=processor,
-        strategy=strategy,
-        rewards=rewards,
-        labels=labels,
-        algo=algo,
-        optimizer=instantiate(cfg.optimizer),
-        suppress_ids=suppressed_token_ids(processor),
-        end_ids=end_token_ids(model, processor),
-        reference=reference,
-        eval_max_new_tokens=cfg.eval.max_new_tokens,
-        run_dir=run_dir,
-    )
+    module = build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False)
     if trainer.is_global_zero:
