@@ -131,3 +131,11 @@ def test_eswr_alpha_horizon_ends_the_decay_early():
     assert at(50) == [0.0] and at(90) == [0.0]
     with pytest.raises(ValueError, match="alpha_horizon"):
         make_eswr_reward(MELD, alpha_horizon=0.0)
+
+
+def test_eswr_scores_options_from_another_label_set_on_the_wheel():
+    # cross-corpus questions may list a label the reward's set lacks (RAVDESS "fearful")
+    reward = make_eswr_reward(MELD)
+    options = [("fearful", "surprise", "joy")]
+    assert reward([ans("fearful")], label=["surprise"], options=options, alpha=1.0) == [pytest.approx(ADJ)]
+    assert reward([ans("joy")], label=["surprise"], options=options, alpha=1.0) == [0.0]

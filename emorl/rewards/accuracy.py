@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from emorl.emotions import label_set, similarity_matrix
+from emorl.emotions import label_set, pair_similarity, similarity_matrix
 from emorl.prompts import ReasoningStrategy, get_strategy, parse_label
 from emorl.rewards.format import completion_text
 from emorl.rewards.schedules import AlphaSchedule, get_alpha_schedule, training_progress
@@ -95,7 +95,9 @@ def make_eswr_reward(
             elif pred.lower() == str(gold).lower():
                 rewards.append(1.0)
             else:
-                s = float(matrix[index[pred.lower()], index[str(gold).lower()]])
+                i, j = index.get(pred.lower()), index[str(gold).lower()]
+                # an option outside the label set (another corpus's label) is compared on the wheel
+                s = float(matrix[i, j]) if i is not None else pair_similarity(pred, str(gold))
                 rewards.append(a * s if s > gamma else 0.0)
         return rewards
 
