@@ -135,7 +135,7 @@ class GRPOModule(L.LightningModule):
             raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model (reference=)")
         params = [p for p in self.policy.parameters() if p.requires_grad]
         if not params:
-            raise ValueError("the policy has no trainable parameters; check model.lora / model.full_finetune")
+            raise ValueError("the policy has no trainable parameters; check model.lora and model.adapter")
         return self.optimizer_factory(params)
 
     # ------------------------------------------------------------- training
