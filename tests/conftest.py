@@ -11,10 +11,13 @@ import torch
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # Small enough for seconds, large enough that every split has every class.
-SMALL = [
+SMALL_CORPUS = [
     "dataset.corpus.train_per_class=6",
     "dataset.corpus.val_per_class=2",
     "dataset.corpus.test_per_class=2",
+]
+SMALL = [
+    *SMALL_CORPUS,
     "++model.warm_start.steps=2",
     "++model.warm_start.batch_size=4",
     "algo.grpo.prompts_per_step=2",
@@ -41,14 +44,17 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def compose(overrides: list[str], cache: Path, out: Path):
+def compose(overrides: list[str], cache: Path, out: Path, config_name: str = "train"):
+    """The real config with the SMALL settings (the synthetic corpus's unless another dataset is chosen)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    other_dataset = any(o.startswith("dataset=") and o != "dataset=synthetic" for o in overrides)
+    small = [o for o in SMALL if not (other_dataset and o in SMALL_CORPUS)]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return hydra_compose(
-            config_name="train",
-            overrides=[*SMALL, f"paths.cache_dir={cache}", f"paths.output_dir={out}", *overrides],
+            config_name=config_name,
+            overrides=[*small, f"paths.cache_dir={cache}", f"paths.output_dir={out}", *overrides],
         )
 
 

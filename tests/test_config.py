@@ -20,8 +20,12 @@ def test_every_group_has_files():
 
 
 @pytest.mark.parametrize("group,name", CASES)
-def test_config_file_composes_and_instantiates(group, name, cfg_factory):
-    cfg = cfg_factory(f"{group}={name}")
+def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_path):
+    required = {"meld": "root", "iemocap": "root", "ravdess": "root", "savee": "root", "manifest": "path"}
+    extra = [f"dataset.{required[name]}={tmp_path}"] if group == "dataset" and name in required else []
+    if group == "dataset" and name == "manifest":
+        extra.append("dataset.labels=meld")
+    cfg = cfg_factory(f"{group}={name}", *extra)
     OmegaConf.resolve(cfg)  # every interpolation resolves
     if group == "reasoning":
         strategy = instantiate(cfg.reasoning)
@@ -33,7 +37,7 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory):
         assert fn(["<answer>joy</answer>"], label=["joy"], alpha=1.0) == [1.0]
     elif group == "dataset":
         corpus = instantiate(cfg.dataset.corpus)
-        assert corpus.labels
+        assert len(corpus.labels) == {"iemocap": 4, "ravdess": 8}.get(name, 7)
     elif group == "algo":
         from emorl.modules.grpo import GRPOConfig
 

@@ -1,7 +1,9 @@
 """Audio input: read a file, check it, return 16 kHz mono float32.
 
-Every failure names the file and what to do about it, so that a broken corpus stops a run
-before training starts instead of after hours of it.
+WAV, FLAC, OGG and MP3 are read with soundfile (libsndfile); MP4/M4A/AAC and anything else
+that libsndfile cannot open (MELD's clips are MP4 videos) are decoded with PyAV, FFmpeg's
+Python binding, which ships its own FFmpeg.  Every failure names the file and what to do about
+it, so that a broken corpus stops a run before training starts instead of after hours of it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import numpy as np
 import soundfile as sf
 
 SAMPLE_RATE = 16_000
+
+#: Extensions read through FFmpeg first (containers libsndfile does not know).
+FFMPEG_EXTENSIONS = {".mp4", ".m4a", ".aac", ".mkv", ".webm", ".mov", ".avi", ".opus", ".wma"}
 
 
 class AudioError(ValueError):
@@ -40,6 +45,41 @@ def to_mono_16k(wav: np.ndarray, sample_rate: int, source: str = "<array>") -> n
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+def decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    """The first audio stream of any FFmpeg-readable file: ``(samples, channels)`` float32 and its rate."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError(f"{path}: the file has no audio stream; use a clip with sound or remove the item")
+            stream = container.streams.audio[0]
+            chunks = []
+            for frame in container.decode(stream):
+                # to_ndarray gives (channels, samples) for planar formats and (1, samples*channels) for packed
+                array = frame.to_ndarray()
+                channels = len(frame.layout.channels)
+                if frame.format.is_planar:
+                    array = array.T
+                else:
+                    array = array.reshape(-1, channels)
+                chunks.append(_to_float(array))
+            rate = stream.rate or stream.codec_context.sample_rate
+    except AudioError:
+        raise
+    except Exception as err:  # av raises its own error classes per FFmpeg error code
+        raise AudioError(f"{path}: cannot decode audio ({err}); the file is corrupt or not a supported format") from err
+    if not chunks:
+        return np.zeros((0, 1), dtype=np.float32), rate
+    return np.concatenate(chunks, axis=0), rate
+
+
+def _to_float(array: np.ndarray) -> np.ndarray:
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    return array.astype(np.float32)
+
+
 def load_audio(path: str | Path) -> np.ndarray:
     """Read ``path`` as 16 kHz mono float32, or raise :class:`AudioError` naming the file."""
     path = Path(path)
@@ -47,8 +87,13 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise AudioError(f"{path}: audio file not found; check the corpus root and the manifest")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: audio file is empty (0 bytes); re-extract or remove it")
-    try:
-        wav, sample_rate = sf.read(str(path), dtype="float32", always_2d=False)
-    except Exception as err:  # soundfile raises its own LibsndfileError and RuntimeError
-        raise AudioError(f"{path}: cannot decode audio ({err}); the file is corrupt or not a supported format") from err
+    if path.suffix.lower() in FFMPEG_EXTENSIONS:
+        wav, sample_rate = decode_ffmpeg(path)
+    else:
+        try:
+            wav, sample_rate = sf.read(str(path), dtype="float32", always_2d=False)
+        except Exception as err:  # soundfile raises its own LibsndfileError and RuntimeError
+            raise AudioError(
+                f"{path}: cannot decode audio ({err}); the file is corrupt or not a supported format"
+            ) from err
     return to_mono_16k(wav, sample_rate, source=str(path))

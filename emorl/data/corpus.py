@@ -1,13 +1,26 @@
-"""What every corpus yields: items with a path, a label, a speaker and a split."""
+"""What every corpus yields: items with a path, a label, a speaker and a split.
+
+:class:`Corpus` is the base of the readers in :mod:`emorl.data.corpora`: it reads the corpus
+once, applies the skip policy and answers ``items(split)``.  :class:`SkipReport` is the one
+place where an unusable item either stops the run (``on_bad_item=error``, the default) or is
+skipped and counted (``on_bad_item=skip``); items a protocol leaves out by design (IEMOCAP's
+frustrated, ...) are counted as *excluded*.  Both counts reach the log and ``metrics.json``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import random
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 SPLITS = ("train", "val", "test")
+ON_BAD_ITEM = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,111 @@ class Item:
     meta: dict = field(default_factory=dict)
 
 
+class CorpusError(ValueError):
+    """A corpus that cannot be read as configured; the message names the file and the fix."""
+
+
+class SkipReport:
+    """Bad items stop the run (``error``) or are skipped and counted (``skip``); exclusions are counted.
+
+    >>> report = SkipReport("skip", "demo")
+    >>> report.bad("a.wav", "audio file not found", split="train")
+    >>> report.exclude("frustrated", split="train")
+    >>> report.summary()["skipped"], report.summary()["excluded"]
+    ({'train': 1}, {'train': {'frustrated': 1}})
+    """
+
+    MAX_LISTED = 50
+
+    def __init__(self, on_bad_item: str = "error", corpus: str = "corpus") -> None:
+        if on_bad_item not in ON_BAD_ITEM:
+            raise ValueError(f"dataset.on_bad_item={on_bad_item!r}; choose one of {list(ON_BAD_ITEM)}")
+        self.on_bad_item = on_bad_item
+        self.corpus = corpus
+        self.skipped: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.examples: list[str] = []
+        self.excluded: dict[str, Counter[str]] = {}
+
+    def bad(self, where: str, reason: str, split: str = "unknown", known: bool = False) -> None:
+        """An unusable item: raise, or (skip policy, or a ``known`` defect of the release) count it."""
+        if self.on_bad_item == "error" and not known:
+            raise CorpusError(
+                f"{where}: {reason}. Fix the file or the annotation, or set dataset.on_bad_item=skip "
+                "to skip such items (they are counted in the log and metrics.json)"
+            )
+        self.skipped[split] += 1
+        self.reasons[reason.split(";")[0][:120]] += 1
+        if len(self.examples) < self.MAX_LISTED:
+            self.examples.append(f"{where}: {reason}")
+        log.warning("%s: skipped %s (%s split): %s", self.corpus, where, split, reason)
+
+    def exclude(self, label: str, split: str = "unknown") -> None:
+        """An item the protocol leaves out on purpose (a label outside the class set)."""
+        self.excluded.setdefault(split, Counter())[label] += 1
+
+    def summary(self) -> dict:
+        return {
+            "on_bad_item": self.on_bad_item,
+            "skipped": dict(self.skipped),
+            "skipped_total": sum(self.skipped.values()),
+            "skip_reasons": dict(self.reasons),
+            "skipped_examples": list(self.examples),
+            "excluded": {split: dict(c) for split, c in self.excluded.items()},
+            "excluded_total": sum(sum(c.values()) for c in self.excluded.values()),
+        }
+
+
+class Corpus:
+    """Base of the corpus readers: ``labels``, ``items(split)`` and a :class:`SkipReport`.
+
+    Subclasses implement :meth:`load`, returning every usable item with its split; bad items go
+    through ``self.report.bad(...)``.  The corpus is read once, on the first ``items`` call.
+    """
+
+    name = "corpus"
+    labels: tuple[str, ...] = ()
+
+    def __init__(self, root: str | Path, on_bad_item: str = "error") -> None:
+        self.root = Path(root)
+        self.report = SkipReport(on_bad_item, self.name)
+        self._items: list[Item] | None = None
+
+    def load(self) -> list[Item]:
+        raise NotImplementedError
+
+    def check_root(self, hint: str) -> None:
+        if not self.root.is_dir():
+            raise CorpusError(f"dataset.root={self.root}: no such directory; point it at {hint}")
+
+    def all_items(self) -> list[Item]:
+        if self._items is None:
+            self._items = self.load()
+            counts = {split: sum(i.split == split for i in self._items) for split in SPLITS}
+            log.info("%s: %s items from %s; %s", self.name, counts, self.root, self.report.summary())
+        return self._items
+
+    def items(self, split: str) -> list[Item]:
+        """Items of ``split``: ``train``, ``val``, ``test``, or ``all`` (every split, e.g. for cross-corpus tests)."""
+        if split not in (*SPLITS, "all"):
+            raise ValueError(f"unknown split {split!r}; valid splits: {[*SPLITS, 'all']}")
+        return [i for i in self.all_items() if split in ("all", i.split)]
+
+
+def assign_split(key: str, val_fraction: float, test_fraction: float, seed: int) -> str:
+    """A stable split for ``key`` (a speaker, or a path) drawn from the fractions.
+
+    >>> assign_split("spk1", 0.0, 1.0, 0), assign_split("spk1", 0.0, 0.0, 0)
+    ('test', 'train')
+    """
+    u = random.Random(f"{seed}:{key}").random()
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
 def write_manifest(items: list[Item], path: Path) -> None:
     with open(path, "w") as f:
         for item in items:
@@ -29,7 +147,7 @@ def write_manifest(items: list[Item], path: Path) -> None:
 
 
 def read_manifest(path: Path, labels: tuple[str, ...]) -> list[Item]:
-    """Read a JSONL manifest; every label must be in ``labels`` (the error names the line)."""
+    """Read a JSONL manifest of :class:`Item` records; every label must be in ``labels`` (the error names the line)."""
     items = []
     with open(path) as f:
         for lineno, line in enumerate(f, 1):

@@ -10,23 +10,38 @@ import logging
 import lightning as L
 import torch
 
-from emorl.data.audio import load_audio
+from emorl.data.audio import AudioError, load_audio
 from emorl.data.batching import Collator, EmotionQuestions
-from emorl.data.corpus import Item
+from emorl.data.corpus import Item, SkipReport
+from emorl.data.sampling import EpochBatchSampler, ResumableLoader
 from emorl.prompts import ReasoningStrategy
 
 log = logging.getLogger(__name__)
 
 
-def check_items(items: list[Item], labels, split: str) -> None:
-    """Fail before training on an empty split, a foreign label or unusable audio (the error names it)."""
-    if not items:
-        raise ValueError(f"the {split} split is empty; check dataset settings and the corpus root")
-    allowed = {label for label in labels}
+def check_items(items: list[Item], labels, split: str, report: SkipReport | None = None, audio: bool = True) -> list[Item]:
+    """The usable items of a split: a foreign label or unusable audio stops the run, or is skipped and counted.
+
+    Reads every file once (``audio=True``), so that a broken corpus fails before training.  An
+    empty split always fails: nothing would be trained or measured.
+    """
+    report = report or SkipReport("error")
+    allowed = set(labels)
+    kept = []
     for item in items:
         if item.label not in allowed:
-            raise ValueError(f"{item.path}: label {item.label!r} is not in the label set {list(labels)}")
-        load_audio(item.path)
+            report.bad(item.path, f"label {item.label!r} is not in the label set {list(labels)}", split)
+            continue
+        if audio:
+            try:
+                load_audio(item.path)
+            except AudioError as err:
+                report.bad(item.path, str(err).removeprefix(f"{item.path}: "), split)
+                continue
+        kept.append(item)
+    if not kept:
+        raise ValueError(f"the {split} split is empty; check dataset settings and the corpus root")
+    return kept
 
 
 class EmotionDataModule(L.LightningDataModule):
@@ -38,10 +53,11 @@ class EmotionDataModule(L.LightningDataModule):
         processor: the model's processor.
         batch_size: prompts per training step.
         eval_batch_size: prompts per evaluation batch.
-        check_audio: read every file once before training to fail early on bad audio.
+        check_audio: read every file once before use to fail early on bad audio.
         shuffle_options: list the labels in a per-item order (fixed by ``options_seed`` and path).
         options_seed: seed of the option orders (part of the evaluation protocol: keep it fixed).
         seed: order of the training prompts.
+        test_split: the split ``trainer.test`` scores (``all``: every item, for cross-corpus tests).
     """
 
     def __init__(
@@ -56,6 +72,7 @@ class EmotionDataModule(L.LightningDataModule):
         shuffle_options: bool = True,
         options_seed: int = 0,
         seed: int = 0,
+        test_split: str = "test",
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -68,45 +85,54 @@ class EmotionDataModule(L.LightningDataModule):
         self.shuffle_options = shuffle_options
         self.options_seed = options_seed
         self.seed = seed
+        self.test_split = test_split
         self.datasets: dict[str, EmotionQuestions] = {}
+        self.report: SkipReport = getattr(corpus, "report", None) or SkipReport("error", getattr(corpus, "name", "corpus"))
 
     @property
     def labels(self):
         return self.corpus.labels
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        for split in ("train", "val", "test"):
-            items = self.corpus.items(split)
-            if self.check_audio:
-                check_items(items, self.labels, split)
+    def dataset(self, split: str) -> EmotionQuestions:
+        """The questions of ``split`` (``train``, ``val``, ``test`` or ``all``), checked on first use."""
+        if split not in self.datasets:
+            items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio)
             self.datasets[split] = EmotionQuestions(
                 items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed
             )
-        if len(self.datasets["train"]) < self.batch_size:
+            log.info("data: %s split of %s: %d questions", split, getattr(self.corpus, "name", "corpus"), len(items))
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage or "", ())
+        for split in splits:
+            self.dataset(split)
+        if stage == "fit" and len(self.datasets["train"]) < self.batch_size:
             raise ValueError(
                 f"the train split has {len(self.datasets['train'])} items, fewer than one batch of {self.batch_size}"
             )
-        log.info("data: %s", {k: len(v) for k, v in self.datasets.items()})
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> torch.utils.data.DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+    def summary(self) -> dict:
+        """Questions per split and the corpus's skip report (for ``metrics.json``)."""
+        return {"questions": {k: len(v) for k, v in self.datasets.items()}, **self.report.summary()}
+
+    def train_dataloader(self):
+        """Seeded order per epoch, resumable mid-epoch (its position is saved in Lightning checkpoints)."""
+        dataset = self.dataset("train")
+        sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed)
+        return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self.collate)
+
+    def _eval_loader(self, split: str) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,
-            generator=generator,
+            self.dataset(split),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
             num_workers=self.num_workers,
             collate_fn=self.collate,
         )
 
-    def train_dataloader(self):
-        return self._loader("train", self.batch_size, shuffle=True)
-
     def val_dataloader(self):
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self):
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.test_split)

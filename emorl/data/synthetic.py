@@ -120,9 +120,11 @@ class SyntheticCorpus:
 
     # ----------------------------------------------------------------- public
     def items(self, split: str) -> list[Item]:
-        """Items of ``split`` (``train``, ``val`` or ``test``), generating the corpus if needed."""
+        """Items of ``split`` (``train``, ``val``, ``test`` or ``all``), generating the corpus if needed."""
+        if split == "all":
+            return [item for s in SPLITS for item in self.items(s)]
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+            raise ValueError(f"unknown split {split!r}; valid splits: {[*SPLITS, 'all']}")
         self.prepare()
         return read_manifest(self.dir / f"{split}.jsonl", self.labels)
 
