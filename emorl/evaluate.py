@@ -19,6 +19,9 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+#: The config tree, found from this file so that ``main`` works however it is called.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
 
 def load_checkpoint(ckpt: str | Path, dtype: str):
     """``(model, processor)`` from a run directory or a saved ``model/`` directory."""
@@ -82,7 +85,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     return evaluate(cfg)["test"]["ua"]
 

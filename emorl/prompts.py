@@ -138,6 +138,21 @@ class ReasoningStrategy:
         return None if end < 0 else text[start:end]
 
 
+def gold_response(strategy: ReasoningStrategy, label: str) -> str:
+    """The response supervised fine-tuning trains on: the gold label in the strategy's format (IR).
+
+    >>> from emorl.prompts import get_strategy
+    >>> gold_response(get_strategy("ir"), "joy")
+    '<answer>joy</answer>'
+    """
+    if strategy.think_tag:
+        raise ValueError(
+            f"algo=sft trains on gold answers without reasoning, but reasoning={strategy.name} asks for a "
+            f"<{strategy.think_tag}> section that no corpus annotates; use reasoning=ir (the paper's SFT + IR)"
+        )
+    return strategy.render(answer=label)
+
+
 def parse_label(answer: str | None, options: Sequence[str]) -> str | None:
     """Map an answer string to exactly one option, or None.
 

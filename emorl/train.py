@@ -19,6 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
+#: The config tree, found from this file so that ``main`` works however it is called.
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
 
 def build_rewards(cfg: DictConfig, strategy, labels):
     """Format reward of the strategy + the configured accuracy reward (eq. 4)."""
@@ -37,25 +40,37 @@ def build_rewards(cfg: DictConfig, strategy, labels):
 def build_module(
     cfg: DictConfig, policy, processor, strategy, labels, run_dir: Path, reference=None, rewards=None, train: bool = True
 ):
-    """The GRPO LightningModule for ``policy``, wired from the config (``train=False``: evaluation only)."""
+    """The LightningModule of ``cfg.algo`` for ``policy`` (``train=False``: evaluation only)."""
     from hydra.utils import instantiate
 
     from emorl.models.loading import end_token_ids, suppressed_token_ids
+    from emorl.modules.base import EmotionModule
     from emorl.modules.grpo import GRPOConfig, GRPOModule
+    from emorl.modules.sft import SFTModule
 
-    return GRPOModule(
+    common = dict(
         policy=policy,
         processor=processor,
         strategy=strategy,
-        rewards=rewards if rewards is not None else build_rewards(cfg, strategy, labels),
         labels=labels,
-        algo=GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)),
         optimizer=instantiate(cfg.optimizer) if train else None,
         suppress_ids=suppressed_token_ids(processor),
         end_ids=end_token_ids(policy, processor),
-        reference=reference,
         eval_max_new_tokens=cfg.eval.max_new_tokens,
         run_dir=run_dir,
+        seed=int(cfg.seed),
+    )
+    if not train:
+        return EmotionModule(**common)
+    if cfg.algo.name == "sft":
+        return SFTModule(**common)
+    if cfg.algo.name != "grpo":
+        raise ValueError(f"algo={cfg.algo.name}: choose grpo or sft")
+    return GRPOModule(
+        **common,
+        rewards=rewards if rewards is not None else build_rewards(cfg, strategy, labels),
+        algo=GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)),
+        reference=reference,
     )
 
 
@@ -81,7 +96,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Run one experiment; returns ``(metrics, objects)``."""
     import lightning as L
     from hydra.utils import instantiate
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path
     from emorl.metrics import plot_confusion
     from emorl.models.loading import load_backbone, wrap_for_training
     from emorl.modules.grpo import GRPOConfig
@@ -91,47 +108,76 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     L.seed_everything(int(cfg.seed), workers=True)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
-    algo = GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True))  # checks invariants first
+    grpo = cfg.algo.name == "grpo"
+    algo = GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)) if grpo else None  # checks invariants
     corpus = instantiate(cfg.dataset.corpus)
     strategy = instantiate(cfg.reasoning)
     labels = corpus.labels
-    rewards = build_rewards(cfg, strategy, labels)  # checks gamma, schedule before any model is built
+    rewards = build_rewards(cfg, strategy, labels) if grpo else None  # checks gamma, schedule before any model
+    if cfg.algo.name == "sft":
+        from emorl.prompts import gold_response
 
-    model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
+        gold_response(strategy, labels[0])  # reasoning must be IR: fail now, not at the first batch
+
+    base_path = resolve_model_path(cfg, corpus, strategy)
+    model, processor = load_backbone(base_path, cfg.model.dtype)
     lora = OmegaConf.to_container(cfg.model.lora, resolve=True) if cfg.model.lora else None
     reference = None
-    if lora is None and algo.beta > 0:
+    if grpo and lora is None and algo.beta > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     policy = wrap_for_training(model, lora, cfg.model.adapter)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
     module = build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
-    trainer = instantiate(cfg.trainer, logger=loggers or False)
-    if trainer.is_global_zero:
+    callbacks = checkpoint_callbacks(cfg, ckpt_dir)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
+    if trainer.is_global_zero and resume is None:
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    metrics: dict = {"run_dir": str(run_dir), "seed": int(cfg.seed)}
+    metrics: dict = {"run_dir": str(run_dir), "seed": int(cfg.seed), "algo": cfg.algo.name}
+    base_file = run_dir / "metrics_base.json"
     try:
-        if cfg.eval.base:
+        if cfg.eval.base and resume is not None and base_file.exists():
+            metrics["base"] = json.loads(base_file.read_text())  # measured before the interruption
+        elif cfg.eval.base:
             trainer.test(module, datamodule=datamodule, verbose=False)
             metrics["base"] = module.eval_results["test"]
+            if trainer.is_global_zero:
+                base_file.write_text(json.dumps(metrics["base"], indent=2))
         start = time.time()
-        trainer.fit(module, datamodule=datamodule)
+        if resume is not None:
+            log.info("resuming from %s", resume)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        except SIGTERMException:
+            log.warning(
+                "terminated at step %d; the checkpoint %s holds the run: rerun the same command with "
+                "hydra.run.dir=%s to continue", trainer.global_step, ckpt_dir / "last.ckpt", run_dir,
+            )
+            raise SystemExit(143) from None
         wall = time.time() - start
-        trainer.test(module, datamodule=datamodule, verbose=False)
+        best = callbacks["best"].best_model_path
+        selected = best if cfg.checkpoint.select == "best" and best else None
+        if cfg.checkpoint.select == "best" and not best:
+            log.warning("no validation ran, so no best checkpoint exists: the final policy is tested and saved")
+        trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=selected)
         metrics["trained"] = module.eval_results["test"]
         metrics["train"] = {
             "steps": int(trainer.global_step),
             "wall_time_s": round(wall, 1),
             "final": module.final_train_metrics,  # mean of the last 10 steps
             "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
+            "selected_checkpoint": Path(selected).name if selected else "final",
+            "selected_step": module.best_val_step if selected else int(trainer.global_step),
         }
+        metrics["data"] = datamodule.summary()
         if trainer.is_global_zero:
             if cfg.save_model:  # a peft adapter with LoRA, the full model otherwise
-                module.policy.save_pretrained(run_dir / "model")
-                processor.save_pretrained(run_dir / "model")
+                export_model(module.policy, processor, run_dir / "model", cfg, labels, strategy, base_path)
             for name in ("base", "trained"):
                 if name in metrics:
                     plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)
@@ -146,7 +192,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics, _ = train(cfg)
     trained = metrics.get("trained")

@@ -38,10 +38,14 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
     elif group == "dataset":
         corpus = instantiate(cfg.dataset.corpus)
         assert len(corpus.labels) == {"iemocap": 4, "ravdess": 8}.get(name, 7)
+    elif group == "algo" and name == "sft":
+        # the paper's SFT + IR: IR answers, AdamW at 1e-5, five epochs, gold responses in the batches
+        assert (cfg.reasoning.name, cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.data.targets) == ("ir", 1e-5, 5, True)
     elif group == "algo":
         from emorl.modules.grpo import GRPOConfig
 
         GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo))
+        assert cfg.optimizer.lr == cfg.model.lr and cfg.data.targets is False
     elif group == "optimizer":
         import torch
 

@@ -33,7 +33,8 @@ class Example:
 class EmotionQuestions(torch.utils.data.Dataset):
     """Corpus items as emotion multiple-choice questions in one reasoning strategy.
 
-    With ``shuffle_options`` each item lists the labels in its own order, fixed by ``seed`` and
+    ``target`` (a function of the strategy and the gold label) adds the response a supervised
+    model learns.  With ``shuffle_options`` each item lists the labels in its own order, fixed by ``seed`` and
     the item's path (the same at every epoch and every evaluation): a model cannot score by
     answering a position, and a positional habit of the base spreads over all labels.
     """
@@ -45,8 +46,10 @@ class EmotionQuestions(torch.utils.data.Dataset):
         labels: Sequence[str],
         shuffle_options: bool = False,
         seed: int = 0,
+        target=None,
     ) -> None:
         self.items = list(items)
+        self.target = target
         self.strategy = strategy
         self.labels = tuple(labels)
         self.shuffle_options = shuffle_options
@@ -66,7 +69,12 @@ class EmotionQuestions(torch.utils.data.Dataset):
         item = self.items[index]
         options = self.options(item)
         return Example(
-            audio=load_audio(item.path), text=self.strategy.prompt(options), label=item.label, options=options, item=item
+            audio=load_audio(item.path),
+            text=self.strategy.prompt(options),
+            label=item.label,
+            options=options,
+            target=self.target(self.strategy, item.label) if self.target else None,
+            item=item,
         )
 
 

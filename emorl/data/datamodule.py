@@ -14,7 +14,7 @@ from emorl.data.audio import AudioError, load_audio
 from emorl.data.batching import Collator, EmotionQuestions
 from emorl.data.corpus import Item, SkipReport
 from emorl.data.sampling import EpochBatchSampler, ResumableLoader
-from emorl.prompts import ReasoningStrategy
+from emorl.prompts import ReasoningStrategy, gold_response
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class EmotionDataModule(L.LightningDataModule):
         options_seed: seed of the option orders (part of the evaluation protocol: keep it fixed).
         seed: order of the training prompts.
         test_split: the split ``trainer.test`` scores (``all``: every item, for cross-corpus tests).
+        targets: give training questions their gold response (supervised fine-tuning).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class EmotionDataModule(L.LightningDataModule):
         options_seed: int = 0,
         seed: int = 0,
         test_split: str = "test",
+        targets: bool = False,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -86,6 +88,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.options_seed = options_seed
         self.seed = seed
         self.test_split = test_split
+        self.targets = targets
         self.datasets: dict[str, EmotionQuestions] = {}
         self.report: SkipReport = getattr(corpus, "report", None) or SkipReport("error", getattr(corpus, "name", "corpus"))
 
@@ -97,8 +100,10 @@ class EmotionDataModule(L.LightningDataModule):
         """The questions of ``split`` (``train``, ``val``, ``test`` or ``all``), checked on first use."""
         if split not in self.datasets:
             items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio)
+            target = gold_response if self.targets and split == "train" else None
             self.datasets[split] = EmotionQuestions(
-                items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed
+                items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed,
+                target=target,
             )
             log.info("data: %s split of %s: %d questions", split, getattr(self.corpus, "name", "corpus"), len(items))
         return self.datasets[split]

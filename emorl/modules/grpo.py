@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import torch
 
 from emorl import algos, rollout
-from emorl.metrics import classification_metrics
+from emorl.modules.base import EmotionModule
 from emorl.prompts import ReasoningStrategy, parse_label
 from emorl.rewards.combine import RewardSet
 
@@ -75,23 +73,17 @@ class TrainingProgress:
     max_steps: int
 
 
-class GRPOModule(L.LightningModule):
-    """Group Relative Policy Optimisation of an audio-language model.
+class GRPOModule(EmotionModule):
+    """Group Relative Policy Optimisation of an audio-language model (EMO-RL section 3).
 
-    Args:
-        policy: the trainable model (a peft model for LoRA, or the full model).
-        processor: its processor (tokenizer + feature extractor).
-        strategy: the reasoning strategy whose answers are parsed at evaluation.
+    Args (beyond :class:`~emorl.modules.base.EmotionModule`'s):
         rewards: named reward components and weights.
-        labels: the label set the questions list.
         algo: :class:`GRPOConfig` or its fields.
-        optimizer: ``functools.partial`` of a torch optimizer (Hydra ``_partial_: true``);
-            None for a module that only evaluates.
-        suppress_ids / end_ids: token ids never sampled / ending a completion.
         reference: a frozen reference model for full fine-tuning (None with LoRA: the
             policy with adapters disabled is the reference).
-        eval_max_new_tokens: budget of greedy answers at evaluation.
-        run_dir: where sample tables and evaluation artefacts go.
+
+    Step k samples from ``seed`` and k alone, so that a resumed run draws the same completions
+    as an uninterrupted one.
     """
 
     def __init__(
@@ -108,35 +100,31 @@ class GRPOModule(L.LightningModule):
         reference=None,
         eval_max_new_tokens: int | None = None,
         run_dir: str | Path | None = None,
+        seed: int = 0,
     ) -> None:
-        super().__init__()
+        algo = algo if isinstance(algo, GRPOConfig) else GRPOConfig(**algo)
+        super().__init__(
+            policy, processor, strategy, labels, optimizer, suppress_ids, end_ids,
+            eval_max_new_tokens=eval_max_new_tokens or algo.max_new_tokens, run_dir=run_dir, seed=seed,
+        )
         self.automatic_optimization = False
-        self.policy = policy
         self.reference = reference
-        self.processor = processor
-        self.strategy = strategy
         self.rewards = rewards
-        self.labels = tuple(labels)
-        self.algo = algo if isinstance(algo, GRPOConfig) else GRPOConfig(**algo)
-        self.optimizer_factory = optimizer
-        self.suppress_ids = list(suppress_ids)
-        self.end_ids = list(end_ids)
-        self.eval_max_new_tokens = eval_max_new_tokens or self.algo.max_new_tokens
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.eval_results: dict[str, dict] = {}
-        self._eval_buffer: list[tuple[str | None, str]] = []
-        self.best_val_ua = float("-inf")
-        self.recent_train_metrics: deque[dict[str, float]] = deque(maxlen=10)
+        self.algo = algo
         self.rollout_batches = 0
 
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self):
         if self.reference is None and self.algo.beta > 0 and not hasattr(self.policy, "peft_config"):
             raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model (reference=)")
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("the policy has no trainable parameters; check model.lora and model.adapter")
-        return self.optimizer_factory(params)
+        return super().configure_optimizers()
+
+    def extra_state(self) -> dict:
+        return {**super().extra_state(), "rollout_batches": self.rollout_batches}
+
+    def load_extra_state(self, state: dict) -> None:
+        super().load_extra_state(state)
+        self.rollout_batches = state.get("rollout_batches", 0)
 
     # ------------------------------------------------------------- training
     def _progress(self) -> TrainingProgress:
@@ -164,6 +152,7 @@ class GRPOModule(L.LightningModule):
         cfg = self.algo
         if len(batch["label"]) != cfg.prompts_per_step:
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
+        torch.manual_seed(self.seed * 1_000_003 + self.rollout_batches)  # step k's samples depend on (seed, k) only
         ro = rollout.sample(
             self.policy,
             self.processor,
@@ -249,14 +238,6 @@ class GRPOModule(L.LightningModule):
             self._log_samples(batch, ro, total, components)
         self.rollout_batches += 1
 
-    @property
-    def final_train_metrics(self) -> dict[str, float]:
-        """Training metrics averaged over the last (up to) 10 steps."""
-        if not self.recent_train_metrics:
-            return {}
-        keys = self.recent_train_metrics[-1].keys()
-        return {k: sum(m.get(k, 0.0) for m in self.recent_train_metrics) / len(self.recent_train_metrics) for k in keys}
-
     def _log_samples(self, batch, ro, total, components) -> None:
         g = self.algo.num_generations
         rows = []
@@ -272,57 +253,3 @@ class GRPOModule(L.LightningModule):
             if hasattr(logger, "log_table"):
                 columns = list(rows[0])
                 logger.log_table(key="train/samples", columns=columns, data=[[r[c] for c in columns] for r in rows])
-
-    # ----------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def predict_labels(self, batch: dict) -> tuple[list[str | None], list[str]]:
-        """Greedy answers for a batch, parsed to labels (None when unparsable), and the texts."""
-        ro = rollout.sample(
-            self.policy,
-            self.processor,
-            batch,
-            num_generations=1,
-            max_new_tokens=self.eval_max_new_tokens,
-            do_sample=False,
-            suppress_ids=self.suppress_ids,
-            end_ids=self.end_ids,
-        )
-        preds = [parse_label(self.strategy.extract_answer(t), opts) for t, opts in zip(ro.texts, batch["options"], strict=True)]
-        return preds, ro.texts
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        preds, _ = self.predict_labels(batch)
-        self._eval_buffer.extend(zip(preds, batch["label"], strict=True))
-
-    test_step = validation_step
-
-    def on_validation_epoch_start(self) -> None:
-        self._eval_buffer = []
-
-    on_test_epoch_start = on_validation_epoch_start
-
-    def _finish_eval(self, stage: str) -> dict:
-        preds, targets = zip(*self._eval_buffer, strict=True) if self._eval_buffer else ((), ())
-        result = classification_metrics(list(preds), list(targets), self.labels)
-        self._eval_buffer = []
-        values = {f"{stage}/{k}": result[k] for k in ("ua", "wa", "f1", "unparsed_rate")}
-        values.update({f"{stage}/predicted/{k}": float(v) for k, v in result["predicted"].items()})
-        values.update({f"{stage}/recall/{k}": v for k, v in result["recall"].items()})
-        if stage == "val":
-            self.best_val_ua = max(self.best_val_ua, result["ua"])
-            values["val/ua_best"] = self.best_val_ua
-        self.log_dict(values, sync_dist=False)
-        self.eval_results[stage] = result
-        log.info(
-            "%s step %d: UA %.3f WA %.3f F1 %.3f unparsed %.3f predicted %s",
-            stage, self.global_step, result["ua"], result["wa"], result["f1"], result["unparsed_rate"], result["predicted"],
-        )
-        return result
-
-    def on_validation_epoch_end(self) -> None:
-        if not self.trainer.sanity_checking:
-            self._finish_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_eval("test")
-

@@ -1,0 +1,117 @@
+"""Checkpoints: the best by validation UA, the latest for resuming, and the exported model.
+
+* ``checkpoints/best.ckpt``: saved whenever validation UA improves (RL runs peak early); with
+  ``checkpoint.select=best`` the test metrics and the exported ``model/`` come from it.
+* ``checkpoints/last.ckpt``: saved every ``checkpoint.every_n_steps`` steps and at once on
+  SIGTERM (a preempted job); ``resume=auto`` continues from it when the run directory holds one.
+  It carries the weights, the optimizer, the loop counters, the position in the training order
+  and the module's counters, so that the resumed run ends as an uninterrupted one would.
+* ``model/``: the policy in the Hugging Face format (a standard peft adapter with LoRA), its
+  processor, and ``emorl.json`` (labels, reasoning strategy, base model) for evaluate/predict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+#: Settings that may differ between a run and its resumption.
+RESUME_FREE_KEYS = ("paths", "resume", "logger", "num_threads", "trainer.enable_progress_bar")
+
+
+class CheckpointOnSigterm(Callback):
+    """On SIGTERM (Lightning stops at the next batch boundary), save ``path`` before exiting."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.path)
+            log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
+
+
+def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]:
+    """The best-by-val-UA, periodic-last and on-SIGTERM checkpoint callbacks."""
+    every = int(cfg.checkpoint.every_n_steps)
+    return {
+        "best": ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best", monitor="val/ua", mode="max", save_top_k=1,
+            auto_insert_metric_name=False, enable_version_counter=False,
+        ),
+        "last": ModelCheckpoint(
+            dirpath=ckpt_dir, filename="last", save_top_k=1 if every else 0, every_n_train_steps=every or None,
+            enable_version_counter=False,
+        ),
+        "sigterm": CheckpointOnSigterm(ckpt_dir / "last.ckpt"),
+    }
+
+
+def _flatten(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def settings_changed(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ between two resolved configs, ignoring :data:`RESUME_FREE_KEYS`.
+
+    >>> settings_changed({"seed": 0, "paths": {"a": 1}}, {"seed": 1, "paths": {"a": 2}})
+    ['seed: 0 -> 1']
+    """
+    a, b = _flatten(saved), _flatten(current)
+    free = lambda key: any(key == k or key.startswith(k + ".") for k in RESUME_FREE_KEYS)
+    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if not free(k) and a.get(k) != b.get(k)]
+
+
+def resume_path(cfg: DictConfig, ckpt_dir: Path, saved_config: Path) -> str | None:
+    """The checkpoint to resume from (``resume``: ``auto``, null, or a path); checks the settings match."""
+    setting = cfg.get("resume")
+    if not setting:
+        return None
+    path = ckpt_dir / "last.ckpt" if setting == "auto" else Path(str(setting))
+    if not path.exists():
+        if setting == "auto":
+            return None
+        raise FileNotFoundError(f"resume={setting}: no such checkpoint")
+    if saved_config.exists():
+        import yaml
+
+        changed = settings_changed(yaml.safe_load(saved_config.read_text()), OmegaConf.to_container(cfg, resolve=True))
+        if changed:
+            raise ValueError(
+                f"{path} belongs to a run started with other settings ({'; '.join(changed)}). Resume with the "
+                "same overrides, set resume=null to start over in this directory, or use another hydra.run.dir"
+            )
+    return str(path)
+
+
+def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy, base_path: str) -> None:
+    """Save the policy (a peft adapter with LoRA) and processor, with what evaluate/predict need to know."""
+    policy.save_pretrained(out)
+    processor.save_pretrained(out)
+    info = {
+        "labels": list(labels),
+        "reasoning": strategy.name,
+        "dataset": cfg.dataset.name,
+        "algo": cfg.algo.name,
+        "base_model": str(base_path),
+        "adapter": hasattr(policy, "peft_config"),
+    }
+    (out / "emorl.json").write_text(json.dumps(info, indent=2))
+
+
+def read_model_info(model_dir: Path) -> dict:
+    """``emorl.json`` of an exported model, or {} for a model emorl did not train."""
+    path = Path(model_dir) / "emorl.json"
+    return json.loads(path.read_text()) if path.exists() else {}

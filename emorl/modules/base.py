@@ -1,0 +1,173 @@
+"""What every emorl LightningModule shares: greedy evaluation, metrics, lean checkpoints.
+
+:class:`EmotionModule` answers the emotion questions of the val/test loaders greedily, parses
+the answers with the reasoning strategy and computes UA/WA/F1 (:mod:`emorl.metrics`); the
+training algorithms (:mod:`emorl.modules.grpo`, :mod:`emorl.modules.sft`) subclass it and add
+``training_step``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from emorl import rollout
+from emorl.metrics import classification_metrics
+from emorl.prompts import ReasoningStrategy, parse_label
+
+log = logging.getLogger(__name__)
+
+
+class EmotionModule(L.LightningModule):
+    """An audio-language model answering emotion questions, evaluated by UA/WA/F1.
+
+    Args:
+        policy: the model (a peft model for LoRA, or the full model).
+        processor: its processor (tokenizer + feature extractor).
+        strategy: the reasoning strategy whose answers are parsed.
+        labels: the label set the questions list.
+        optimizer: ``functools.partial`` of a torch optimizer (Hydra ``_partial_: true``);
+            None for a module that only evaluates.
+        suppress_ids / end_ids: token ids never generated / ending an answer.
+        eval_max_new_tokens: budget of greedy answers at evaluation.
+        run_dir: where evaluation artefacts go.
+        seed: seed of anything random in training steps.
+
+    Checkpoints hold the trainable parameters only (a LoRA adapter, or every weight of a full
+    fine-tune), plus what subclasses add in :meth:`extra_state`; frozen weights come from the base.
+    """
+
+    def __init__(
+        self,
+        policy,
+        processor,
+        strategy: ReasoningStrategy,
+        labels,
+        optimizer,
+        suppress_ids: list[int],
+        end_ids: list[int],
+        eval_max_new_tokens: int = 64,
+        run_dir: str | Path | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.strict_loading = False  # checkpoints leave frozen weights out
+        self.policy = policy
+        self.processor = processor
+        self.strategy = strategy
+        self.labels = tuple(labels)
+        self.optimizer_factory = optimizer
+        self.suppress_ids = list(suppress_ids)
+        self.end_ids = list(end_ids)
+        self.eval_max_new_tokens = eval_max_new_tokens
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.seed = seed
+        self.eval_results: dict[str, dict] = {}
+        self.eval_texts: list[str] = []
+        self._eval_buffer: list[tuple[str | None, str]] = []
+        self._eval_texts: list[str] = []
+        self.best_val_ua = float("-inf")
+        self.best_val_step = -1
+        self.recent_train_metrics: deque[dict[str, float]] = deque(maxlen=10)
+
+    # ------------------------------------------------------------ optimiser
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the policy has no trainable parameters; check model.lora and model.adapter")
+        return params
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.trainable_parameters())
+
+    @property
+    def final_train_metrics(self) -> dict[str, float]:
+        """Training metrics averaged over the last (up to) 10 steps."""
+        if not self.recent_train_metrics:
+            return {}
+        keys = self.recent_train_metrics[-1].keys()
+        return {k: sum(m.get(k, 0.0) for m in self.recent_train_metrics) / len(self.recent_train_metrics) for k in keys}
+
+    # ---------------------------------------------------------- checkpoints
+    def extra_state(self) -> dict:
+        """Counters a resumed run needs beyond weights, optimizer and loop state."""
+        return {
+            "best_val_ua": self.best_val_ua,
+            "best_val_step": self.best_val_step,
+            "recent_train_metrics": list(self.recent_train_metrics),
+        }
+
+    def load_extra_state(self, state: dict) -> None:
+        self.best_val_ua = state.get("best_val_ua", float("-inf"))
+        self.best_val_step = state.get("best_val_step", -1)
+        self.recent_train_metrics.clear()
+        self.recent_train_metrics.extend(state.get("recent_train_metrics", []))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+        checkpoint["emorl"] = self.extra_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.load_extra_state(checkpoint.get("emorl", {}))
+
+    # ----------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def predict_labels(self, batch: dict) -> tuple[list[str | None], list[str]]:
+        """Greedy answers for a batch, parsed to labels (None when unparsable), and the texts."""
+        ro = rollout.sample(
+            self.policy,
+            self.processor,
+            batch,
+            num_generations=1,
+            max_new_tokens=self.eval_max_new_tokens,
+            do_sample=False,
+            suppress_ids=self.suppress_ids,
+            end_ids=self.end_ids,
+        )
+        preds = [parse_label(self.strategy.extract_answer(t), opts) for t, opts in zip(ro.texts, batch["options"], strict=True)]
+        return preds, ro.texts
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        preds, texts = self.predict_labels(batch)
+        self._eval_buffer.extend(zip(preds, batch["label"], strict=True))
+        self._eval_texts.extend(texts)
+
+    test_step = validation_step
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_buffer = []
+        self._eval_texts = []
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _finish_eval(self, stage: str) -> dict:
+        preds, targets = zip(*self._eval_buffer, strict=True) if self._eval_buffer else ((), ())
+        result = classification_metrics(list(preds), list(targets), self.labels)
+        self.eval_texts = self._eval_texts
+        self._eval_buffer, self._eval_texts = [], []
+        values = {f"{stage}/{k}": result[k] for k in ("ua", "wa", "f1", "unparsed_rate")}
+        values.update({f"{stage}/predicted/{k}": float(v) for k, v in result["predicted"].items()})
+        values.update({f"{stage}/recall/{k}": v for k, v in result["recall"].items()})
+        if stage == "val":
+            if result["ua"] > self.best_val_ua:  # strictly better, as the best-checkpoint callback decides
+                self.best_val_ua, self.best_val_step = result["ua"], int(self.global_step)
+            values["val/ua_best"] = self.best_val_ua
+        self.log_dict(values, sync_dist=False)
+        self.eval_results[stage] = result
+        log.info(
+            "%s step %d: UA %.3f WA %.3f F1 %.3f unparsed %.3f predicted %s",
+            stage, self.global_step, result["ua"], result["wa"], result["f1"], result["unparsed_rate"], result["predicted"],
+        )
+        return result
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._finish_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_eval("test")
