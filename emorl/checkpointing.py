@@ -27,15 +27,25 @@ RESUME_FREE_KEYS = ("paths", "resume", "logger", "num_threads", "trainer.enable_
 
 
 class CheckpointOnSigterm(Callback):
-    """On SIGTERM (Lightning stops at the next batch boundary), save ``path`` before exiting."""
+    """On SIGTERM (Lightning stops at the next batch boundary), save ``path`` before exiting.
+
+    Not when the signal cut a validation short: a checkpoint taken there would resume after a
+    validation that never finished (and might have chosen the best checkpoint); the run then
+    resumes from the last periodic checkpoint instead.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.path)
-            log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        if trainer.validating or trainer.sanity_checking:
+            log.warning("SIGTERM during validation at step %d: the run resumes from %s", trainer.global_step,
+                        self.path if self.path.exists() else "the start")
+            return
+        trainer.save_checkpoint(self.path)
+        log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
 
 
 def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]:

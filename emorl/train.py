@@ -151,14 +151,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         start = time.time()
         if resume is not None:
             log.info("resuming from %s", resume)
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-        except SIGTERMException:
-            log.warning(
-                "terminated at step %d; the checkpoint %s holds the run: rerun the same command with "
-                "hydra.run.dir=%s to continue", trainer.global_step, ckpt_dir / "last.ckpt", run_dir,
-            )
-            raise SystemExit(143) from None
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         wall = time.time() - start
         best = callbacks["best"].best_model_path
         selected = best if cfg.checkpoint.select == "best" and best else None
@@ -183,6 +176,12 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
                     plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
             log.info("metrics written to %s", run_dir / "metrics.json")
+    except SIGTERMException:
+        log.warning(
+            "terminated at step %d; rerun the same command with hydra.run.dir=%s to continue from %s",
+            trainer.global_step, run_dir, ckpt_dir / "last.ckpt",
+        )
+        raise SystemExit(143) from None
     finally:
         for lg in loggers:
             if lg.__class__.__name__ == "WandbLogger":
