@@ -107,16 +107,30 @@ def resume_path(cfg: DictConfig, ckpt_dir: Path, saved_config: Path) -> str | No
 
 
 def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy, base_path: str) -> None:
-    """Save the policy (a peft adapter with LoRA) and processor, with what evaluate/predict need to know."""
+    """Save the policy (a peft adapter with LoRA) and processor, with what evaluate/predict need to know.
+
+    ``emorl.json`` also records the decoding settings of emorl's greedy answers, so that a user
+    with plain transformers + peft can reproduce them (``model.generate(**inputs, **generation)``).
+    """
+    from emorl.models.loading import end_token_ids, suppressed_token_ids
+
     policy.save_pretrained(out)
     processor.save_pretrained(out)
     info = {
         "labels": list(labels),
         "reasoning": strategy.name,
+        "reasoning_config": OmegaConf.to_container(cfg.reasoning, resolve=True),
         "dataset": cfg.dataset.name,
         "algo": cfg.algo.name,
         "base_model": str(base_path),
         "adapter": hasattr(policy, "peft_config"),
+        "generation": {
+            "do_sample": False,
+            "max_new_tokens": int(cfg.eval.max_new_tokens),
+            "suppress_tokens": suppressed_token_ids(processor),
+            "eos_token_id": end_token_ids(policy, processor),
+            "repetition_penalty": 1.0,
+        },
     }
     (out / "emorl.json").write_text(json.dumps(info, indent=2))
 

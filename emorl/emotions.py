@@ -123,3 +123,33 @@ def label_set(name_or_labels: str | Sequence[str]) -> tuple[str, ...]:
     for label in labels:
         wheel_position(label)
     return labels
+
+
+def cross_corpus_mapping(target: Sequence[str], trained: Sequence[str]) -> dict[str, str]:
+    """Map a target corpus's labels onto the labels asked and scored for a model trained on ``trained``.
+
+    Target labels that share a point of the wheel are merged when the training labels hold fewer
+    labels at that point, so the model is never asked to separate what it never learnt to separate:
+    RAVDESS ``calm`` and ``neutral`` both sit at the centre, MELD has one label there, so ``calm``
+    maps to ``neutral``.  The kept label is the one named like a training label, else the one named
+    like the point, else the first listed.  Every other target label maps to itself (also those with
+    no counterpart at all: they stay options the model never saw).
+
+    >>> mapping = cross_corpus_mapping(LABEL_SETS["ravdess"], LABEL_SETS["meld"])
+    >>> mapping["calm"], mapping["fearful"], len(set(mapping.values()))
+    ('neutral', 'fearful', 7)
+    """
+    trained_at: dict[str, list[str]] = {}
+    for label in trained:
+        trained_at.setdefault(wheel_position(label), []).append(label)
+    target_at: dict[str, list[str]] = {}
+    for label in target:
+        target_at.setdefault(wheel_position(label), []).append(label)
+    mapping = {label: label for label in target}
+    for point, group in target_at.items():
+        if len(group) <= len(trained_at.get(point, [])) or not trained_at.get(point):
+            continue
+        keep = next((g for g in group if g in trained_at[point]), None) or next((g for g in group if g == point), group[0])
+        for label in group:
+            mapping[label] = keep
+    return mapping

@@ -1,10 +1,15 @@
-"""Evaluate a trained model on the test split: ``python -m emorl.evaluate ckpt=<run dir>``.
+"""Evaluate a checkpoint, or the untuned base, on any corpus: ``python -m emorl.evaluate ckpt=<run dir>``.
 
-``ckpt`` is a training run directory (its ``model/`` is loaded) or a ``model/`` directory
-itself: a peft adapter (loaded onto its base model) or a full model.  With ``ckpt=null`` the
-starting model of the configuration is evaluated.  The dataset, reasoning strategy and
-evaluation settings come from the configuration and its command-line overrides, as for
-training.  Writes ``metrics.json`` and a confusion matrix into the output directory.
+``ckpt`` is a training run directory (its ``model/`` is loaded), a ``model/`` directory (a peft
+adapter, loaded onto its base, or a full model), or null for the configured starting model.
+The reasoning strategy is the checkpoint's (``model/emorl.json``) unless ``reasoning=`` is given;
+the untuned base needs one (``reasoning=ir``: direct inference, ``reasoning=eur``: CoT).  The
+corpus is ``dataset=`` (``data.test_split=all`` scores every item, for cross-corpus tests).  For a
+model trained on other labels, target labels without a counterpart are mapped through the
+emotion data (:func:`emorl.emotions.cross_corpus_mapping`), printed and saved.
+
+Writes ``metrics.json`` (UA, WA, macro F1, per-class recall, confusion matrix, unparsed rate,
+the mapping, skipped items), ``predictions.jsonl`` and a confusion matrix into its output directory.
 """
 
 from __future__ import annotations
@@ -23,15 +28,21 @@ log = logging.getLogger(__name__)
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def load_checkpoint(ckpt: str | Path, dtype: str):
-    """``(model, processor)`` from a run directory or a saved ``model/`` directory."""
-    from emorl.models.loading import load_backbone
-
+def model_dir(ckpt: str | Path) -> Path:
+    """The saved model directory of a run directory or of a model directory itself."""
     path = Path(ckpt)
     if (path / "model").is_dir():
         path = path / "model"
     if not path.is_dir():
         raise FileNotFoundError(f"ckpt={ckpt}: no such run or model directory")
+    return path
+
+
+def load_checkpoint(ckpt: str | Path, dtype: str):
+    """``(model, processor)`` from a run directory or a saved ``model/`` directory."""
+    from emorl.models.loading import load_backbone
+
+    path = model_dir(ckpt)
     adapter_config = path / "adapter_config.json"
     if adapter_config.exists():
         from peft import PeftModel
@@ -42,21 +53,35 @@ def load_checkpoint(ckpt: str | Path, dtype: str):
     return load_backbone(path, dtype)
 
 
-def warn_if_reasoning_differs(ckpt: Path, name: str) -> None:
-    """A run trained with one strategy and scored with another is almost always a mistake."""
-    saved = ckpt / "config_resolved.yaml"
-    if saved.exists():
-        import yaml
+def checkpoint_strategy(cfg: DictConfig, info: dict):
+    """The configured reasoning strategy, else the checkpoint's; an error when neither exists."""
+    from hydra.utils import instantiate
 
-        trained = (yaml.safe_load(saved.read_text()).get("reasoning") or {}).get("name")
-        if trained and trained != name:
-            log.warning("ckpt %s was trained with reasoning=%s but is evaluated with reasoning=%s", ckpt, trained, name)
+    from emorl.prompts import get_strategy
+
+    if cfg.get("reasoning") is not None:
+        strategy = instantiate(cfg.reasoning)
+        if info.get("reasoning") and info["reasoning"] != strategy.name:
+            log.warning("the checkpoint was trained with reasoning=%s but is scored with reasoning=%s",
+                        info["reasoning"], strategy.name)
+        return strategy
+    if info.get("reasoning_config"):
+        return instantiate(info["reasoning_config"])
+    if info.get("reasoning"):
+        return get_strategy(info["reasoning"])
+    raise ValueError(
+        "choose the prompt: reasoning=ir (direct inference), reasoning=eur (CoT) or reasoning=esr; "
+        "only checkpoints trained by emorl carry their own"
+    )
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Test metrics of ``cfg.ckpt`` (or of the configured starting model)."""
+    """Test metrics of ``cfg.ckpt`` (or of the configured starting model) on ``cfg.dataset``."""
     from hydra.utils import instantiate
 
+    from emorl.checkpointing import read_model_info
+    from emorl.data.corpus import RelabeledCorpus
+    from emorl.emotions import cross_corpus_mapping, label_set
     from emorl.metrics import plot_confusion
     from emorl.models.loading import load_backbone
     from emorl.train import build_module, resolve_model_path
@@ -65,23 +90,48 @@ def evaluate(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.num_threads))
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    info = read_model_info(model_dir(cfg.ckpt)) if cfg.get("ckpt") else {}
+    strategy = checkpoint_strategy(cfg, info)
     corpus = instantiate(cfg.dataset.corpus)
-    strategy = instantiate(cfg.reasoning)
+    trained = cfg.eval.get("trained_labels") or info.get("labels")
+    mapping = None
+    if trained:
+        trained = label_set(trained if isinstance(trained, str) else list(trained))
+        mapping = cross_corpus_mapping(corpus.labels, trained)
+        merged = {k: v for k, v in mapping.items() if k != v}
+        log.info("labels of %s for a model trained on %s: %s", corpus.name, list(trained),
+                 ", ".join(f"{k} -> {v}" for k, v in merged.items()) or "no label mapped")
+        if merged:
+            corpus = RelabeledCorpus(corpus, mapping)
     if cfg.get("ckpt"):
-        warn_if_reasoning_differs(Path(cfg.ckpt), strategy.name)
         model, processor = load_checkpoint(cfg.ckpt, cfg.model.dtype)
     else:
         model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
     model.eval()
     module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
-    trainer = instantiate(cfg.trainer, logger=False)
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     result = module.eval_results["test"]
-    metrics = {"ckpt": str(cfg.get("ckpt")), "test": result}
+    metrics = {
+        "ckpt": str(cfg.get("ckpt")),
+        "dataset": cfg.dataset.name,
+        "split": datamodule.test_split,
+        "reasoning": strategy.name,
+        "labels": list(corpus.labels),
+        "label_mapping": mapping,
+        "test": result,
+        "data": datamodule.summary(),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_confusion(result["confusion"], corpus.labels, out / "confusion_test.png", title="test")
-    log.info("test UA %.4f WA %.4f F1 %.4f -> %s", result["ua"], result["wa"], result["f1"], out / "metrics.json")
+    if mapping:
+        (out / "label_mapping.json").write_text(json.dumps(mapping, indent=2))
+    with open(out / "predictions.jsonl", "w") as f:
+        for row in module.eval_records:
+            f.write(json.dumps(row) + "\n")
+    plot_confusion(result["confusion"], corpus.labels, out / "confusion_test.png", title=f"{cfg.dataset.name} test")
+    log.info("test UA %.4f WA %.4f F1 %.4f unparsed %.4f -> %s",
+             result["ua"], result["wa"], result["f1"], result["unparsed_rate"], out / "metrics.json")
     return metrics
 
 

@@ -137,6 +137,29 @@ class ReasoningStrategy:
         end = text.find(close_tag, start)
         return None if end < 0 else text[start:end]
 
+    def reasoning_parts(self, text: str) -> dict[str, str]:
+        """The reasoning a response gives: each ESR section's text, or EUR's free think text.
+
+        Sections that are missing or unclosed are left out; a response without reasoning gives {}.
+
+        >>> s = ReasoningStrategy("esr", think_tag="think", sections=({"tag": "prosody", "describes": "how"},))
+        >>> s.reasoning_parts("<think><prosody> loud, fast </prosody></think><answer>anger</answer>")
+        {'prosody': 'loud, fast'}
+        """
+        def block(tag: str, within: str) -> str | None:
+            start = within.find(f"<{tag}>")
+            end = within.find(f"</{tag}>", start + 1)
+            return within[start + len(tag) + 2 : end].strip() if start >= 0 and end >= 0 else None
+
+        if not self.think_tag:
+            return {}
+        think = block(self.think_tag, text)
+        if think is None:
+            return {}
+        if not self.sections:
+            return {self.think_tag: think}
+        return {s.tag: part for s in self.sections if (part := block(s.tag, think)) is not None}
+
 
 def gold_response(strategy: ReasoningStrategy, label: str) -> str:
     """The response supervised fine-tuning trains on: the gold label in the strategy's format (IR).

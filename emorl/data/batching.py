@@ -119,6 +119,7 @@ class Collator:
         batch["label"] = [e.label for e in examples]
         batch["options"] = [e.options for e in examples]
         batch["paths"] = [e.item.path if e.item else "" for e in examples]
+        batch["questions"] = [e.text for e in examples]
         return batch
 
     def _supervised_labels(self, batch, examples, prompts) -> torch.Tensor:

@@ -167,3 +167,25 @@ def fingerprint(config: dict) -> str:
     """Short stable hash of a JSON-serialisable config (names cache directories)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class RelabeledCorpus:
+    """A corpus seen through a label mapping (cross-corpus tests): merged labels, original kept in ``meta``."""
+
+    def __init__(self, corpus, mapping: dict[str, str]) -> None:
+        missing = [label for label in corpus.labels if label not in mapping]
+        if missing:
+            raise ValueError(f"the label mapping leaves {missing} of {corpus.name} unmapped")
+        self.corpus = corpus
+        self.mapping = dict(mapping)
+        self.name = corpus.name
+        self.labels = tuple(dict.fromkeys(mapping[label] for label in corpus.labels))
+        self.report = getattr(corpus, "report", None)
+
+    def items(self, split: str) -> list[Item]:
+        from dataclasses import replace
+
+        return [
+            replace(i, label=self.mapping[i.label], meta={**i.meta, "corpus_label": i.label})
+            for i in self.corpus.items(split)
+        ]
