@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"{missing[0]}: no such audio file\n{USAGE}")
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="predict", overrides=["paths.output_dir=.", *overrides])
-    if cfg.ckpt == "???" or cfg.get("ckpt") is None:
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg, "ckpt") or cfg.ckpt is None:
         raise SystemExit(f"give the model: ckpt=<run dir or model dir>\n{USAGE}")
     results = predict(cfg, clips)
     for result in results:

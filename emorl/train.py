@@ -175,6 +175,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
                 if name in metrics:
                     plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            with open(run_dir / "predictions.jsonl", "w") as f:  # the trained model's test answers
+                f.writelines(json.dumps(row) + "\n" for row in module.eval_records)
             log.info("metrics written to %s", run_dir / "metrics.json")
     except SIGTERMException:
         log.warning(

@@ -58,3 +58,26 @@ def test_unknown_label_names_the_table_to_extend():
         wheel_position("boredom")
     with pytest.raises(ValueError, match="duplicates"):
         similarity_matrix(["joy", "Joy"])
+
+
+MAPPING_CASES = [
+    # (target labels, trained labels, expected merged labels, why)
+    ("ravdess", "meld", {"calm": "neutral"}, "calm and neutral share the centre; MELD has one label there"),
+    ("ravdess", "ravdess", {}, "trained on the same labels: nothing merged"),
+    ("iemocap4", "meld", {}, "one target label per wheel point: names may differ (happy vs joy), none merged"),
+    ("savee", "meld", {}, "SAVEE's seven labels sit on MELD's seven points"),
+    ("meld", "iemocap4", {}, "fear, disgust, surprise have no counterpart: kept as options, not merged"),
+    (("neutral", "calm", "joy"), ("calm", "joy"), {"neutral": "calm"}, "the label named like a trained one is kept"),
+    (("calm", "neutral", "joy"), ("neutral", "joy"), {"calm": "neutral"}, "else the one named like the point"),
+]
+
+
+@pytest.mark.parametrize("target,trained,merged,why", MAPPING_CASES)
+def test_cross_corpus_mapping(target, trained, merged, why):
+    from emorl.emotions import cross_corpus_mapping, label_set
+
+    target, trained = label_set(target), label_set(trained)
+    mapping = cross_corpus_mapping(target, trained)
+    assert set(mapping) == set(target), why
+    assert {k: v for k, v in mapping.items() if k != v} == merged, why
+    assert set(mapping.values()) <= set(target), "questions only ever list target labels"

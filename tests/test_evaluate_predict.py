@@ -1,0 +1,123 @@
+"""Evaluation on a real corpus layout (cross-corpus mapping), predict, and the exported model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import compose
+from tests.corpus_trees import write_mp4, write_wav
+
+RAVDESS_FILES = {  # name -> RAVDESS label
+    "Actor_01/03-01-01-01-01-01-01.wav": "neutral",
+    "Actor_01/03-01-02-01-01-01-01.wav": "calm",
+    "Actor_02/03-01-02-02-02-01-02.wav": "calm",
+    "Actor_23/03-01-05-01-01-01-23.wav": "angry",
+    "Actor_24/03-01-08-02-02-02-24.wav": "surprised",
+}
+
+
+@pytest.fixture
+def tiny_ckpt(tiny_base, tmp_path) -> Path:
+    """The tiny base exported as emorl exports a trained model: trained on MELD's labels, IR answers."""
+    out = tmp_path / "model"
+    shutil.copytree(tiny_base, out)
+    (out / "emorl.json").write_text(json.dumps({"labels": ["neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise"],
+                                                "reasoning": "ir"}))
+    return out
+
+
+def test_evaluate_on_ravdess_maps_calm_for_a_meld_model(tiny_ckpt, cache_dir, tmp_path):
+    from emorl.evaluate import evaluate
+
+    root = tmp_path / "RAVDESS"
+    for name in RAVDESS_FILES:
+        write_wav(root / name, rate=48000, channels=2)
+    out = tmp_path / "eval"
+    cfg = compose([f"ckpt={tiny_ckpt}", "dataset=ravdess", f"dataset.root={root}", "data.test_split=all"],
+                  cache_dir, out, config_name="evaluate")
+    metrics = evaluate(cfg)
+    assert metrics["reasoning"] == "ir"  # the checkpoint's strategy, as none was given
+    assert metrics["label_mapping"]["calm"] == "neutral"
+    assert metrics["labels"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    assert json.loads((out / "label_mapping.json").read_text()) == metrics["label_mapping"]
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    # every clip of the corpus is scored once, calm clips as neutral
+    assert sorted(r["label"] for r in rows) == sorted({"calm": "neutral"}.get(v, v) for v in RAVDESS_FILES.values())
+    assert metrics["test"]["n"] == len(RAVDESS_FILES)
+    assert all("Options: " in r["question"] and "calm" not in r["question"] for r in rows)
+    assert json.loads((out / "metrics.json").read_text())["test"]["confusion"] == metrics["test"]["confusion"]
+
+
+def test_evaluate_of_the_base_needs_a_prompt(cache_dir, tmp_path):
+    from emorl.evaluate import evaluate
+
+    cfg = compose([], cache_dir, tmp_path / "eval", config_name="evaluate")
+    with pytest.raises(ValueError, match="reasoning=ir .direct inference"):
+        evaluate(cfg)
+
+
+def test_predict_reads_any_format_and_prints_emotion_and_reasoning(tiny_ckpt, tmp_path, capsys):
+    from emorl.predict import main
+
+    clips = [write_wav(tmp_path / "a.wav", rate=8000), write_wav(tmp_path / "b.flac", rate=44100, channels=2),
+             write_wav(tmp_path / "c.mp3", rate=22050), write_mp4(tmp_path / "d.mp4")]
+    results = main([*map(str, clips), f"ckpt={tiny_ckpt}", "reasoning=esr", "labels=iemocap4", "--json"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in printed] == [str(c) for c in clips]
+    assert printed == results
+    for r in results:
+        assert r["emotion"] in (None, "neutral", "happy", "angry", "sad")
+        assert set(r["reasoning"]) <= {"transcript", "keywords", "prosody", "synthesis"}
+    with pytest.raises(SystemExit, match="nope.wav: no such audio file"):
+        main([str(tmp_path / "nope.wav"), f"ckpt={tiny_ckpt}"])
+    with pytest.raises(SystemExit, match="give the model: ckpt="):
+        main([str(clips[0])])
+
+
+def test_reasoning_parts_render_readably(tiny_ckpt):
+    from emorl.predict import render
+
+    text = render({"path": "x.wav", "emotion": "anger", "reasoning": {"prosody": "loud and fast"}, "response": "..."})
+    assert text == "x.wav: anger\n  prosody: loud and fast"
+
+
+@pytest.mark.slow
+def test_the_exported_adapter_reproduces_emorls_answers_with_plain_transformers_and_peft(cfg_factory, monkeypatch):
+    import librosa
+    from peft import PeftModel
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    from emorl import train as train_module
+    from emorl.rewards.combine import RewardSet
+
+    # length reward: varies in every group, so the adapter moves away from zero (no-op) weights
+    monkeypatch.setattr(train_module, "build_rewards", lambda cfg, strategy, labels: RewardSet(
+        {"length": lambda completions, **kw: [len(c) / 10 for c in completions]}, {}))
+    cfg = cfg_factory("model.lora={r: 8, alpha: 16}", "model.lr=3e-2", "eval.base=false", "trainer.max_steps=3",
+                      "algo.grpo.max_new_tokens=24")
+    metrics, _ = train_module.train(cfg)
+    run = Path(metrics["run_dir"])
+    model_dir = run / "model"
+    info = json.loads((model_dir / "emorl.json").read_text())
+    base = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+
+    model = PeftModel.from_pretrained(Qwen2AudioForConditionalGeneration.from_pretrained(base), str(model_dir)).eval()
+    assert any(("lora_B" in n and p.abs().sum() > 0) for n, p in model.named_parameters()), "the adapter is a no-op"
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["trained"]["n"]
+    for row in rows:
+        audio, _ = librosa.load(row["path"], sr=16000)
+        conversation = [{"role": "user", "content": [{"type": "audio", "audio_url": row["path"]},
+                                                     {"type": "text", "text": row["question"]}]}]
+        prompt = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        inputs = processor(text=prompt, audio=[audio], sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**inputs, **info["generation"], pad_token_id=processor.tokenizer.pad_token_id)
+        text = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert text == row["text"], row["path"]
