@@ -1,8 +1,9 @@
 """Summarise runs: ``python -m emorl.report DIR [DIR ...]``.
 
-Finds every ``metrics.json`` under the given directories (single runs or sweeps), groups them by
-(reward, reasoning) and prints mean ± std over seeds of the base model's and the trained
-model's test UA / WA / F1, with the number of runs and their mean wall time.
+Finds every ``metrics.json`` under the given directories (single runs or sweeps).  Training runs
+are grouped by (algo, reward, reasoning, dataset): mean ± std over seeds of the base model's and
+the trained model's test UA / WA / F1, with the number of runs and their mean wall time.
+Evaluations (``emorl.evaluate``) are listed one per row.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ def load_runs(dirs: list[str]) -> list[dict]:
             metrics = json.loads(path.read_text())
             config_file = path.parent / "config_resolved.yaml"
             cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-            metrics["group"] = (cfg.get("reward", {}).get("name", "?"), cfg.get("reasoning", {}).get("name", "?"))
+            algo = (cfg.get("algo") or {}).get("name", "grpo")
+            metrics["group"] = (
+                algo,
+                (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-",
+                (cfg.get("reasoning") or {}).get("name", "?"),
+                (cfg.get("dataset") or {}).get("name", "?"),
+            )
+            metrics["path"] = str(path.parent)
             runs.append(metrics)
     return runs
 
@@ -39,16 +47,30 @@ def table(runs: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
         groups[run["group"]].append(run)
-    header = "| reward | reasoning | runs | base UA | base WA | base F1 | trained UA | trained WA | trained F1 | trained unparsed | train wall s |"
+    header = (
+        "| algo | reward | reasoning | dataset | runs | base UA | base WA | base F1 | trained UA | trained WA | "
+        "trained F1 | trained unparsed | train wall s |"
+    )
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
-    for (reward, reasoning), rs in sorted(groups.items()):
-        cells = [reward, reasoning, str(len(rs))]
+    for group, rs in sorted(groups.items()):
+        cells = [*group, str(len(rs))]
         for stage in ("base", "trained"):
             for key in ("ua", "wa", "f1"):
                 cells.append(mean_std([r[stage][key] for r in rs if stage in r]))
         cells.append(mean_std([r["trained"]["unparsed_rate"] for r in rs if "trained" in r]))
         walls = [r["train"]["wall_time_s"] for r in rs if "train" in r]
         cells.append(f"{statistics.mean(walls):.0f}" if walls else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluation_table(evals: list[dict]) -> str:
+    header = "| evaluation | ckpt | dataset | split | reasoning | n | UA | WA | F1 | unparsed |"
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for e in evals:
+        t = e["test"]
+        cells = [Path(e["path"]).name, Path(str(e.get("ckpt"))).name, e.get("dataset", "?"), e.get("split", "test"),
+                 e.get("reasoning", "?"), str(t["n"]), *(f"{100 * t[k]:.1f}" for k in ("ua", "wa", "f1", "unparsed_rate"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -60,7 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     runs = load_runs(args.dirs)
     if not runs:
         raise SystemExit(f"no metrics.json under {args.dirs}")
-    print(table(runs))
+    trained = [r for r in runs if "test" not in r]
+    evals = [r for r in runs if "test" in r]
+    if trained:
+        print(table(trained))
+    if evals:
+        print(("\n" if trained else "") + evaluation_table(evals))
 
 
 if __name__ == "__main__":
