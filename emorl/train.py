@@ -75,11 +75,21 @@ def build_module(
 
 
 def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
-    """The pretrained id/path, or the embedded tiny base (built and cached when missing)."""
+    """The pretrained id/path, or the embedded tiny base (built and cached when missing).
+
+    The embedded base is warm-started on the synthetic corpus, whose items carry the prosody and
+    key-word annotations its warm-start questions need; with a real corpus configured, the
+    default synthetic corpus is used for that.
+    """
     if cfg.model.pretrained:
         return str(cfg.model.pretrained)
+    from emorl.data.synthetic import SyntheticCorpus
     from emorl.models.embedded import prepare_embedded_base
 
+    if not isinstance(corpus, SyntheticCorpus):
+        log.info("model=tiny with dataset=%s: the embedded base is warm-started on the default synthetic corpus",
+                 getattr(corpus, "name", "?"))
+        corpus = SyntheticCorpus(Path(cfg.paths.cache_dir) / "synthetic")
     return str(
         prepare_embedded_base(
             cfg.paths.cache_dir,

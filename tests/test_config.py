@@ -41,6 +41,9 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
     elif group == "algo" and name == "sft":
         # the paper's SFT + IR: IR answers, AdamW at 1e-5, five epochs, gold responses in the batches
         assert (cfg.reasoning.name, cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.data.targets) == ("ir", 1e-5, 5, True)
+        # validation by a share of an epoch is a valid Trainer setting (SMALL overrides it with steps)
+        trainer = instantiate(cfg.trainer, logger=False, val_check_interval=cfg.algo.val_check_interval)
+        assert trainer.max_epochs == 5 and trainer.val_check_interval == 0.25
     elif group == "algo":
         from emorl.modules.grpo import GRPOConfig
 

@@ -121,3 +121,37 @@ def test_the_exported_adapter_reproduces_emorls_answers_with_plain_transformers_
             out = model.generate(**inputs, **info["generation"], pad_token_id=processor.tokenizer.pad_token_id)
         text = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         assert text == row["text"], row["path"]
+
+
+def ravdess_tree(root: Path, actors=(1, 2, 3, 21, 23)) -> Path:
+    """Two speech clips per emotion and actor (tones of distinct pitch per emotion)."""
+    for actor in actors:
+        for emotion in range(1, 9):
+            for statement in (1, 2):
+                write_wav(root / f"Actor_{actor:02d}/03-01-{emotion:02d}-01-{statement:02d}-01-{actor:02d}.wav",
+                          freq=110.0 * emotion)
+    return root
+
+
+@pytest.mark.slow
+def test_sft_trains_on_a_corpus_in_its_native_layout_and_counts_skipped_clips(tiny_base, cfg_factory, tmp_path):
+    from emorl.train import train
+
+    root = ravdess_tree(tmp_path / "RAVDESS")
+    (root / "Actor_03/03-01-01-01-01-01-03.wav").write_bytes(b"")  # an empty file: skipped and counted
+    cfg = cfg_factory("algo=sft", "dataset=ravdess", f"dataset.root={root}", "dataset.val_actors=[21]",
+                      "dataset.test_actors=[23]", "dataset.on_bad_item=skip", f"model.pretrained={tiny_base}",
+                      "algo.lr=2e-3", "trainer.max_epochs=3", "trainer.max_steps=-1", "algo.batch_size=8", "eval.base=false",
+                      "trainer.val_check_interval=1.0", "checkpoint.select=last")
+    metrics, objects = train(cfg)
+    # 3 training actors x 16 clips, one empty: 47 questions, 5 full batches per epoch, 3 epochs
+    assert metrics["data"]["questions"]["train"] == 47
+    assert metrics["data"]["skipped"] == {"train": 1} and "empty" in metrics["data"]["skipped_examples"][0]
+    assert metrics["train"]["steps"] == 15
+    losses = [row for row in (Path(metrics["run_dir"]) / "csv").rglob("metrics.csv")]
+    assert losses, "the CSV logger writes the training loss"
+    import csv
+
+    values = [float(r["train/loss"]) for r in csv.DictReader(open(losses[0])) if r.get("train/loss")]
+    assert len(values) == 15 and values[-1] < 0.5 * values[0], "cross-entropy on the gold answers must fall"
+    assert metrics["trained"]["n"] == 16 and set(objects["module"].labels) == set(metrics["trained"]["recall"])
