@@ -140,6 +140,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     policy = wrap_for_training(model, lora, cfg.model.adapter)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
+    for stage in ("fit", "test"):  # every split's labels and audio are checked before any evaluation or training
+        datamodule.setup(stage)
     module = build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
     callbacks = checkpoint_callbacks(cfg, ckpt_dir)
