@@ -9,6 +9,7 @@ that no speaker crosses splits), else by path; the draw is stable across runs.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -58,7 +59,7 @@ class ManifestCorpus(Corpus):
             raise CorpusError(f"dataset.path={self.path}: manifest not found")
         text = self.path.read_text(encoding="utf-8")
         if self.path.suffix.lower() == ".csv":
-            reader = csv.DictReader(text.splitlines())
+            reader = csv.DictReader(io.StringIO(text))  # quoted fields may hold newlines
             if not {"path", "label"} <= set(reader.fieldnames or []):
                 raise CorpusError(f"{self.path}: the header must name at least the columns path,label; got {reader.fieldnames}")
             return [(f"{self.path}:{n}", row) for n, row in enumerate(reader, 2)]
