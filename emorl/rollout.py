@@ -23,20 +23,24 @@ class Rollout:
     """Completions of one batch of prompts.
 
     Attributes:
-        prompt: model inputs repeated per completion, each with N rows.
+        prompt: model inputs of the B prompts, one row each (audio features included).
+        prompt_index: (N,) the prompt row of each completion (a prompt's completions contiguous).
         completion_ids: (N, T) sampled tokens, padded after the end token.
         completion_mask: (N, T) 1 up to and including the first end token.
         texts: N decoded completions (special tokens removed).
     """
 
     prompt: dict
+    prompt_index: torch.Tensor
     completion_ids: torch.Tensor
     completion_mask: torch.Tensor
     texts: list[str]
 
     def rows(self, index: slice) -> Rollout:
+        """The completions ``index`` (their prompts stay addressed by ``prompt_index``)."""
         return Rollout(
-            prompt={k: v[index] for k, v in self.prompt.items()},
+            prompt=self.prompt,
+            prompt_index=self.prompt_index[index],
             completion_ids=self.completion_ids[index],
             completion_mask=self.completion_mask[index],
             texts=self.texts[index],
@@ -51,9 +55,39 @@ def model_inputs(batch: dict) -> dict:
     return {k: batch[k] for k in MODEL_INPUTS}
 
 
-def repeat_rows(inputs: dict, times: int) -> dict:
-    """Repeat every tensor's rows ``times`` times, each row's copies contiguous."""
-    return {k: v.repeat_interleave(times, dim=0) for k, v in inputs.items()}
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding, as ``generate`` computes them: (N, L) -> (N, L).
+
+    >>> positions(torch.tensor([[0, 1, 1], [1, 1, 1]])).tolist()
+    [[0, 0, 1], [0, 1, 2]]
+    """
+    return (attention_mask.long().cumsum(dim=-1) - 1).masked_fill(attention_mask == 0, 0)
+
+
+def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
+    """The KV cache of each prompt but its last token, computed once per prompt, one row per completion.
+
+    The audio encoder and the prompt's forward pass run on the distinct prompts of
+    ``prompt_index`` (N,) only; the cache rows are then indexed out to the N completions
+    (differentiably: gradients of the completions add up on their shared prompt).
+    """
+    used, inverse = torch.unique(prompt_index, sorted=True, return_inverse=True)
+    ids = prompt["input_ids"][used]
+    mask = prompt["attention_mask"][used]
+    audio_token = getattr(getattr(model, "config", None), "audio_token_id", None)
+    if audio_token is not None and bool((ids[:, -1] == audio_token).any()):
+        raise ValueError("a prompt ends with an audio token; the chat template must put the question after the audio")
+    out = model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=positions(mask)[:, :-1],
+        input_features=prompt["input_features"][used],
+        feature_attention_mask=prompt["feature_attention_mask"][used],
+        use_cache=True,
+    )
+    cache = out.past_key_values
+    cache.batch_select_indices(inverse.to(ids.device))
+    return cache
 
 
 def completion_mask(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
@@ -80,15 +114,22 @@ def sample(
     do_sample: bool = True,
     suppress_ids: list[int],
     end_ids: list[int],
+    share_prompt: bool = True,
 ) -> Rollout:
-    """G completions for each prompt of ``batch`` (greedy when ``do_sample`` is False and G == 1)."""
+    """G completions for each prompt of ``batch`` (greedy when ``do_sample`` is False and G == 1).
+
+    With ``share_prompt`` (the default) each prompt's audio is encoded and its prompt prefilled
+    once, and the G samples continue from copies of that KV cache; otherwise ``generate`` copies
+    the raw prompt G times first (``num_return_sequences``), running the encoder and the prefill
+    G times.  Both draw from the same distribution with the same random numbers.
+    """
     inputs = model_inputs(batch)
     prompt_len = inputs["input_ids"].shape[1]
     pad_id = processor.tokenizer.pad_token_id
+    index = torch.arange(inputs["input_ids"].shape[0], device=inputs["input_ids"].device).repeat_interleave(num_generations)
     generate_kwargs = dict(
         max_new_tokens=max_new_tokens,
         do_sample=do_sample,
-        num_return_sequences=num_generations,
         suppress_tokens=suppress_ids,
         eos_token_id=end_ids,
         pad_token_id=pad_id,
@@ -100,33 +141,59 @@ def sample(
         generate_kwargs.update(temperature=temperature, top_p=top_p, top_k=0, repetition_penalty=1.0)
     else:
         generate_kwargs.update(repetition_penalty=1.0)
-    out = model.generate(**inputs, **generate_kwargs)
+    if share_prompt:
+        cache = shared_prefix(model, inputs, index)
+        out = model.generate(
+            input_ids=inputs["input_ids"][index],
+            attention_mask=inputs["attention_mask"][index],
+            past_key_values=cache,
+            **generate_kwargs,
+        )
+    else:
+        out = model.generate(**inputs, num_return_sequences=num_generations, **generate_kwargs)
     ids = out[:, prompt_len:]
     mask = completion_mask(ids, end_ids)
     ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad_id))
     texts = processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return Rollout(prompt=repeat_rows(inputs, num_generations), completion_ids=ids, completion_mask=mask, texts=texts)
+    return Rollout(prompt=inputs, prompt_index=index, completion_ids=ids, completion_mask=mask, texts=texts)
 
 
-def completion_log_probs(model, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
+def completion_log_probs(model, rollout: Rollout, temperature: float = 1.0, share_prompt: bool = True) -> torch.Tensor:
     """Per-token log-probs of the completions under ``model``: (N, T).
 
-    Position ids follow the attention mask, so left padding does not shift positions.
+    With ``share_prompt`` each distinct prompt (audio encoder and prompt tokens) runs once and
+    the completions continue from its cache; otherwise every completion runs with its own copy
+    of the prompt.  Position ids follow the attention mask, so left padding does not shift them.
     """
-    prompt = rollout.prompt
-    input_ids = torch.cat([prompt["input_ids"], rollout.completion_ids], dim=1)
-    attention_mask = torch.cat([prompt["attention_mask"], rollout.completion_mask.to(prompt["attention_mask"].dtype)], dim=1)
-    position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        input_features=prompt["input_features"],
-        feature_attention_mask=prompt["feature_attention_mask"],
-        use_cache=False,
-    )
+    prompt, index = rollout.prompt, rollout.prompt_index
+    prompt_mask = prompt["attention_mask"][index]
+    completion_mask = rollout.completion_mask.to(prompt_mask.dtype)
+    attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+    position_ids = positions(attention_mask)
     t = rollout.completion_ids.shape[1]
-    logits = out.logits[:, -t - 1 : -1]
+    if share_prompt:
+        p = prompt_mask.shape[1]
+        cache = shared_prefix(model, prompt, index)
+        # the prompt's last token, then every completion token but the last: T positions
+        input_ids = torch.cat([prompt["input_ids"][index][:, -1:], rollout.completion_ids[:, :-1]], dim=1)
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask[:, :-1],
+            position_ids=position_ids[:, p - 1 : -1],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = out.logits
+    else:
+        out = model(
+            input_ids=torch.cat([prompt["input_ids"][index], rollout.completion_ids], dim=1),
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            input_features=prompt["input_features"][index],
+            feature_attention_mask=prompt["feature_attention_mask"][index],
+            use_cache=False,
+        )
+        logits = out.logits[:, -t - 1 : -1]
     return token_log_probs(logits, rollout.completion_ids, temperature)
 
 

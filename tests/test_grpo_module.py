@@ -81,7 +81,8 @@ def test_each_completion_is_scored_against_its_own_prompt(cfg_factory):
     module._progress = lambda: TrainingProgress(0, 10)
     texts = ["<answer>joy</answer>", "<answer>anger</answer>", "<answer>joy</answer>",
              "<answer>joy</answer>", "<answer>anger</answer>", "<answer>anger</answer>"]
-    ro = Rollout(prompt={}, completion_ids=torch.zeros(6, 1), completion_mask=torch.ones(6, 1), texts=texts)
+    ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(3), completion_ids=torch.zeros(6, 1),
+                 completion_mask=torch.ones(6, 1), texts=texts)
     batch = {"label": ["joy", "anger"], "options": [labels, labels]}
     total, parts = module.score(ro, batch)
     assert parts["accuracy"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
@@ -107,3 +108,43 @@ def test_invalid_settings_fail_before_any_model_is_built(cfg_factory, tmp_path):
     cfg = cfg_factory("reward.accuracy.gamma=1.5")
     with pytest.raises(ValueError, match="gamma"):
         train(cfg)
+
+
+@pytest.mark.parametrize("iterations,passes", [
+    (1, 3),  # rollout, reference log-probs, policy forward (no old log-probs: the ratio is 1)
+    (2, 5),  # + old log-probs once, + a second policy forward
+])
+def test_a_grpo_step_encodes_each_clip_once_per_pass(cfg_factory, monkeypatch, iterations, passes):
+    from emorl import train as train_module
+    from emorl.modules import grpo
+    from emorl.rewards.combine import RewardSet
+
+    monkeypatch.setattr(train_module, "build_rewards", lambda cfg, strategy, labels: RewardSet(
+        {"length": lambda completions, **kw: [len(c) / 10 for c in completions]}, {}))
+    rows: list[int] = []
+    counting = {"on": False}
+    original_fit_start = grpo.GRPOModule.on_fit_start
+
+    def hook_towers(self):
+        for model in (self.policy, self.reference):
+            model.model.audio_tower.register_forward_pre_hook(
+                lambda m, args, kwargs: rows.append(kwargs.get("input_features", args[0] if args else None).shape[0])
+                if counting["on"] else None, with_kwargs=True)
+        original_fit_start(self)
+
+    original_step = grpo.GRPOModule.training_step
+
+    def counted_step(self, batch, batch_idx):
+        counting["on"] = True
+        try:
+            return original_step(self, batch, batch_idx)
+        finally:
+            counting["on"] = False
+
+    monkeypatch.setattr(grpo.GRPOModule, "on_fit_start", hook_towers)
+    monkeypatch.setattr(grpo.GRPOModule, "training_step", counted_step)
+    # 2 prompts x G=3; micro-batches of 3 completions: one prompt each
+    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", "model.lora=null", "model.lr=1e-4",
+                      f"algo.grpo.num_iterations={iterations}", f"trainer.max_steps={iterations}")
+    train_module.train(cfg)
+    assert sum(rows) == 2 * passes, rows  # 2 clips per pass, never one per completion (6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from emorl import rollout
@@ -140,22 +141,28 @@ def test_completion_mask_stops_after_the_first_end_token():
     assert rollout.completion_mask(ids, [2, 3]).tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]
 
 
-def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus):
-    """Log-probs recomputed by a forward pass equal those generate() sampled from.
+def _left_padded_batch(tiny, small_corpus):
+    """Three IR questions on clips of different lengths: left padding in the batch."""
+    from emorl.data.batching import EmotionQuestions
+    from emorl.prompts import get_strategy
+
+    _, processor = tiny
+    items = small_corpus.items("test")
+    ds = EmotionQuestions([items[0], items[5], items[9]], get_strategy("ir"), small_corpus.labels)
+    batch = Collator(processor)([ds[i] for i in range(3)])
+    assert (batch["attention_mask"] == 0).any(), "the batch should be left-padded"
+    return batch
+
+
+@pytest.mark.parametrize("share_prompt", [True, False])
+def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus, share_prompt):
+    """Log-probs recomputed by a forward pass (shared prompt or not) equal those generate() sampled from.
 
     Three prompts of different lengths (left padding), two completions each: a completion paired
     with another prompt's audio would get other log-probs.
     """
-    from emorl.data.batching import EmotionQuestions
-    from emorl.prompts import get_strategy
-
     model, processor = tiny
-    items = small_corpus.items("test")
-    # clips of different lengths -> different prompt lengths -> left padding in the batch
-    ds = EmotionQuestions([items[0], items[5], items[9]], get_strategy("ir"), small_corpus.labels)
-    batch = Collator(processor)([ds[i] for i in range(3)])
-    assert (batch["attention_mask"] == 0).any(), "the batch should be left-padded"
-    inputs = rollout.model_inputs(batch)
+    inputs = rollout.model_inputs(_left_padded_batch(tiny, small_corpus))
     torch.manual_seed(0)
     with torch.no_grad():
         out = model.generate(
@@ -166,13 +173,63 @@ def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus):
     ids = out.sequences[:, inputs["input_ids"].shape[1]:]
     mask = rollout.completion_mask(ids, end_token_ids(model, processor))
     sampled = torch.stack(out.logits, dim=1).log_softmax(-1).gather(-1, ids[..., None])[..., 0]
-    ro = rollout.Rollout(prompt=rollout.repeat_rows(inputs, 2), completion_ids=ids, completion_mask=mask, texts=[""] * 6)
+    index = torch.arange(3).repeat_interleave(2)
+    ro = rollout.Rollout(prompt=inputs, prompt_index=index, completion_ids=ids, completion_mask=mask, texts=[""] * 6)
     with torch.no_grad():
-        recomputed = rollout.completion_log_probs(model, ro)
+        recomputed = rollout.completion_log_probs(model, ro, share_prompt=share_prompt)
     assert torch.allclose(recomputed[mask.bool()], sampled[mask.bool()], atol=1e-4)
     # pairing completions with the wrong prompts' audio changes the log-probs
-    shuffled = rollout.Rollout(prompt=rollout.repeat_rows(inputs, 2), completion_ids=ids[[2, 3, 4, 5, 0, 1]],
-                               completion_mask=mask[[2, 3, 4, 5, 0, 1]], texts=[""] * 6)
+    order = [2, 3, 4, 5, 0, 1]
+    shuffled = rollout.Rollout(prompt=inputs, prompt_index=index, completion_ids=ids[order],
+                               completion_mask=mask[order], texts=[""] * 6)
     with torch.no_grad():
-        wrong = rollout.completion_log_probs(model, shuffled)
-    assert not torch.allclose(wrong, recomputed[[2, 3, 4, 5, 0, 1]], atol=1e-4)
+        wrong = rollout.completion_log_probs(model, shuffled, share_prompt=share_prompt)
+    assert not torch.allclose(wrong, recomputed[order], atol=1e-4)
+
+
+def _count_encoder_rows(model) -> list[int]:
+    """Rows (clips) the audio encoder processes, appended per call."""
+    rows: list[int] = []
+    tower = model.model.audio_tower
+    tower.register_forward_pre_hook(lambda module, args, kwargs: rows.append((args[0] if args else kwargs["input_features"]).shape[0]),
+                                    with_kwargs=True)
+    return rows
+
+
+def test_shared_prompt_sampling_draws_the_same_completions_and_encodes_each_clip_once(tiny, small_corpus):
+    model, processor = tiny
+    batch = _left_padded_batch(tiny, small_corpus)
+    rows = _count_encoder_rows(model)
+    runs = {}
+    for share in (True, False):
+        rows.clear()
+        torch.manual_seed(3)
+        ro = rollout.sample(model, processor, batch, num_generations=4, max_new_tokens=10, share_prompt=share,
+                            suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
+        runs[share] = (ro, sum(rows))
+    (shared, shared_rows), (plain, plain_rows) = runs[True], runs[False]
+    assert shared_rows == 3 and plain_rows == 12  # one encoding per clip, against one per completion
+    # same distribution and the same random numbers: the same 12 completions
+    assert torch.equal(shared.completion_ids, plain.completion_ids)
+    assert shared.texts == plain.texts and len(set(shared.texts)) > 1
+
+
+def test_shared_prompt_log_probs_and_gradients_equal_the_full_forward(tiny, small_corpus):
+    model, processor = tiny
+    batch = _left_padded_batch(tiny, small_corpus)
+    torch.manual_seed(1)
+    ro = rollout.sample(model, processor, batch, num_generations=2, max_new_tokens=8,
+                        suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
+    chunk = ro.rows(slice(1, 5))  # a micro-batch that cuts through two groups
+    grads, values = {}, {}
+    for share in (True, False):
+        model.zero_grad()
+        logp = rollout.completion_log_probs(model, chunk, share_prompt=share)
+        (logp * chunk.completion_mask).sum().backward()
+        values[share] = logp.detach()
+        grads[share] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    mask = chunk.completion_mask.bool()
+    assert torch.allclose(values[True][mask], values[False][mask], atol=1e-5)
+    assert grads[True].keys() == grads[False].keys() and any("audio_tower" in n for n in grads[True])
+    for name, g in grads[True].items():
+        assert torch.allclose(g, grads[False][name], atol=1e-5, rtol=1e-4), name

@@ -42,6 +42,7 @@ class GRPOConfig:
     max_new_tokens: int = 64
     max_grad_norm: float = 1.0
     log_samples_every: int = 25
+    share_prompt: bool = True  # encode each clip and prefill each prompt once per pass, not once per completion
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -134,9 +135,9 @@ class GRPOModule(EmotionModule):
         """Per-token log-probs of the completions under the reference policy: (N, T)."""
         with torch.no_grad():
             if self.reference is not None:
-                return rollout.completion_log_probs(self.reference, ro, self.algo.temperature)
+                return rollout.completion_log_probs(self.reference, ro, self.algo.temperature, self.algo.share_prompt)
             with rollout.reference_policy(self.policy) as ref:
-                return rollout.completion_log_probs(ref, ro, self.algo.temperature)
+                return rollout.completion_log_probs(ref, ro, self.algo.temperature, self.algo.share_prompt)
 
     def score(self, ro: rollout.Rollout, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Rewards of every completion against its own prompt's label: (N,), components."""
@@ -163,6 +164,7 @@ class GRPOModule(EmotionModule):
             top_p=cfg.top_p,
             suppress_ids=self.suppress_ids,
             end_ids=self.end_ids,
+            share_prompt=cfg.share_prompt,
         )
         total, components = self.score(ro, batch)
         device = ro.completion_ids.device
@@ -172,7 +174,7 @@ class GRPOModule(EmotionModule):
         old_logp = None
         if cfg.num_iterations > 1:
             with torch.no_grad():
-                old_logp = rollout.completion_log_probs(self.policy, ro, cfg.temperature)
+                old_logp = rollout.completion_log_probs(self.policy, ro, cfg.temperature, cfg.share_prompt)
 
         n = mask.shape[0]
         chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, n, cfg.micro_batch_size)]
@@ -181,7 +183,7 @@ class GRPOModule(EmotionModule):
         for _ in range(cfg.num_iterations):
             update_loss = torch.zeros((), device=device)
             for chunk in chunks:
-                logp = rollout.completion_log_probs(self.policy, ro.rows(chunk), cfg.temperature)
+                logp = rollout.completion_log_probs(self.policy, ro.rows(chunk), cfg.temperature, cfg.share_prompt)
                 loss, metrics = algos.grpo_loss(
                     logp,
                     None if old_logp is None else old_logp[chunk],
