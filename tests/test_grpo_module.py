@@ -148,3 +148,13 @@ def test_a_grpo_step_encodes_each_clip_once_per_pass(cfg_factory, monkeypatch, i
                       f"algo.grpo.num_iterations={iterations}", f"trainer.max_steps={iterations}")
     train_module.train(cfg)
     assert sum(rows) == 2 * passes, rows  # 2 clips per pass, never one per completion (6)
+
+
+def test_bench_table_reports_shared_over_plain_ratios():
+    from emorl.bench import PHASES, table
+
+    plain = {**dict.fromkeys(PHASES, 1.0), "step": 4.0, "tokens_per_s": 100.0, "peak_mib": 800.0}
+    shared = {**dict.fromkeys(PHASES, 0.5), "step": 2.0, "tokens_per_s": 200.0, "peak_mib": 600.0}
+    lines = table({"tiny": {"plain": plain, "shared": shared}}).splitlines()
+    ratio = [cell.strip() for cell in lines[-1].split("|")[3:-1]]
+    assert ratio == ["**0.50**"] * 5 + ["**2.00**", "**0.75**"]  # phases and step halve, tokens/s doubles
