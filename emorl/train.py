@@ -207,7 +207,10 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
+    from emorl.distributed import sweep_job
+
+    with sweep_job():  # DDP/DeepSpeed processes run this job alone, in its folder
+        metrics, _ = train(cfg)
     trained = metrics.get("trained")
     return trained["ua"] if trained else None
 

@@ -8,6 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import emorl  # noqa: F401  (registers the config resolvers)
 from tests.conftest import CONF_DIR
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in ("hydra", "local"))
@@ -54,6 +55,23 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
 
         opt = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
         assert isinstance(opt, torch.optim.Optimizer)
+    elif group == "strategy":
+        from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
+
+        if name.startswith("deepspeed"):
+            import json
+
+            config = json.loads(Path(cfg.strategy.strategy.config).read_text())  # the JSON in conf/deepspeed
+            stage = {"deepspeed_zero2": 2, "deepspeed_zero3": 3, "deepspeed_zero3_offload": 3}[name]
+            assert config["zero_optimization"]["stage"] == stage
+            assert ("offload_param" in config["zero_optimization"]) == name.endswith("offload")
+            from hydra.utils import get_class
+
+            assert get_class(cfg.strategy.strategy._target_) is DeepSpeedStrategy
+        elif name == "ddp":
+            assert isinstance(instantiate(cfg.strategy.strategy), DDPStrategy)
+        else:
+            assert cfg.trainer.strategy == "auto"
     elif group == "trainer":
         if cfg.trainer.accelerator == "gpu":
             pytest.skip("a GPU trainer cannot be built on this machine")

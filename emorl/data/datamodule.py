@@ -122,9 +122,16 @@ class EmotionDataModule(L.LightningDataModule):
         return {"questions": {k: len(v) for k, v in self.datasets.items()}, **self.report.summary()}
 
     def train_dataloader(self):
-        """Seeded order per epoch, resumable mid-epoch (its position is saved in Lightning checkpoints)."""
+        """Seeded order per epoch, resumable mid-epoch (its position is saved in Lightning checkpoints).
+
+        Under DDP every process draws its own ``batch_size`` prompts of each global batch (the
+        trainer runs with ``use_distributed_sampler=False``); evaluation loaders give every
+        process the whole split, so that every process computes the same metrics.
+        """
         dataset = self.dataset("train")
-        sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed)
+        trainer = getattr(self, "trainer", None)
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self.collate)
 
     def _eval_loader(self, split: str) -> torch.utils.data.DataLoader:

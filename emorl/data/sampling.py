@@ -14,19 +14,30 @@ import torch
 class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Batches of a seeded permutation of ``range(n)``; full batches only; the order depends on (seed, epoch).
 
+    With ``num_replicas`` processes, global batch b is ``num_replicas * batch_size`` items of the
+    permutation and process ``rank`` takes its own ``batch_size`` of them: every process sees
+    other prompts, and all of them the same number of batches.
+
     >>> s = EpochBatchSampler(10, 4, seed=0)
     >>> len(s), [len(b) for b in s]
     (2, [4, 4])
     >>> first = list(s); s.resume(epoch=0, batches=1); list(s) == first[1:]
     True
+    >>> r0, r1 = EpochBatchSampler(10, 2, num_replicas=2, rank=0), EpochBatchSampler(10, 2, num_replicas=2, rank=1)
+    >>> [a + b for a, b in zip(r0, r1)] == list(EpochBatchSampler(10, 4))
+    True
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0) -> None:
-        if n < batch_size:
-            raise ValueError(f"{n} items are fewer than one batch of {batch_size}")
+    def __init__(self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        if n < batch_size * num_replicas:
+            raise ValueError(f"{n} items are fewer than one batch of {batch_size} on each of {num_replicas} processes")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.n = n
         self.batch_size = batch_size
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
         self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip on the next pass
 
@@ -38,7 +49,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self._skip = (epoch, batches)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size
+        return self.n // (self.batch_size * self.num_replicas)
 
     def start_batch(self) -> int:
         """Batches of the current epoch skipped by a pending resume."""
@@ -49,8 +60,10 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         order = torch.randperm(self.n, generator=generator).tolist()
         start = self.start_batch()
         self._skip = None
+        size = self.batch_size * self.num_replicas
         for b in range(start, len(self)):
-            yield order[b * self.batch_size : (b + 1) * self.batch_size]
+            first = b * size + self.rank * self.batch_size
+            yield order[first : first + self.batch_size]
 
 
 class ResumableLoader(torch.utils.data.DataLoader):

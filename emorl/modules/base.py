@@ -163,7 +163,7 @@ class EmotionModule(L.LightningModule):
             if result["ua"] > self.best_val_ua:  # strictly better, as the best-checkpoint callback decides
                 self.best_val_ua, self.best_val_step = result["ua"], int(self.global_step)
             values["val/ua_best"] = self.best_val_ua
-        self.log_dict(values, sync_dist=False)
+        self.log_dict(values, sync_dist=True)  # every process scored the whole split: the mean is the value
         self.eval_results[stage] = result
         log.info(
             "%s step %d: UA %.3f WA %.3f F1 %.3f unparsed %.3f predicted %s",

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from emorl import algos, rollout
+from emorl.distributed import global_mean
 from emorl.modules.base import EmotionModule
 from emorl.prompts import ReasoningStrategy, parse_label
 from emorl.rewards.combine import RewardSet
@@ -153,7 +154,8 @@ class GRPOModule(EmotionModule):
         cfg = self.algo
         if len(batch["label"]) != cfg.prompts_per_step:
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
-        torch.manual_seed(self.seed * 1_000_003 + self.rollout_batches)  # step k's samples depend on (seed, k) only
+        # step k's samples depend on (seed, process, k) only: a resumed run draws the same ones
+        torch.manual_seed((self.seed + 7919 * self.global_rank) * 1_000_003 + self.rollout_batches)
         ro = rollout.sample(
             self.policy,
             self.processor,
@@ -177,6 +179,8 @@ class GRPOModule(EmotionModule):
                 old_logp = rollout.completion_log_probs(self.policy, ro, cfg.temperature, cfg.share_prompt)
 
         n = mask.shape[0]
+        # bnpo/dapo divide by the batch's tokens: by the mean over processes, as DDP averages gradients
+        tokens = global_mean(mask.sum().item(), device)
         chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, n, cfg.micro_batch_size)]
         optimizer = self.optimizers()
         step_metrics: dict[str, list[torch.Tensor]] = {}
@@ -197,7 +201,7 @@ class GRPOModule(EmotionModule):
                     kl_estimator=cfg.kl_estimator,
                     max_completion_length=cfg.max_new_tokens,
                     total_sequences=n,
-                    total_tokens=int(mask.sum().item()),
+                    total_tokens=tokens,
                     num_micro_batches=len(chunks),
                 )
                 self.manual_backward(loss)

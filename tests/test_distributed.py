@@ -1,0 +1,92 @@
+"""Several processes: the loss across processes equals the single-process loss; DDP inside a sweep."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from emorl import algos
+from emorl.distributed import global_mean
+from tests.conftest import SMALL
+
+N, T, G = 12, 7, 3  # 4 prompts x G completions, split 2 + 2 over two processes
+
+
+def batch():
+    """Fixed log-probs, reference, rewards and masks of different lengths."""
+    gen = torch.Generator().manual_seed(0)
+    logp = -torch.rand(N, T, generator=gen) * 3
+    ref = logp + 0.1 * torch.randn(N, T, generator=gen)
+    rewards = torch.randint(0, 3, (N,), generator=gen).float()
+    lengths = torch.randint(1, T + 1, (N,), generator=gen)
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()
+    return logp, ref, rewards, mask
+
+
+def loss_and_grad(rows: slice, loss_type: str):
+    """One process's loss on its completions, normalised as emorl's GRPO step does; the gradient of the log-probs."""
+    logp, ref, rewards, mask = batch()
+    logp = logp[rows].clone().requires_grad_(True)
+    advantages = algos.group_advantages(rewards[rows], G)  # whole groups on every process
+    loss, _ = algos.grpo_loss(logp, None, ref[rows], advantages, mask[rows], beta=0.04, loss_type=loss_type,
+                              max_completion_length=T, total_sequences=logp.shape[0],
+                              total_tokens=global_mean(mask[rows].sum().item()))
+    loss.backward()
+    return loss.detach(), logp.grad, advantages
+
+
+def worker(rank: int, init_file: str, out: str, loss_type: str) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    half = N // 2
+    loss, grad, advantages = loss_and_grad(slice(rank * half, (rank + 1) * half), loss_type)
+    # DDP averages gradients and reports each process's loss; the run's loss is their mean
+    full = torch.zeros(N, T)
+    full[rank * half : (rank + 1) * half] = grad / 2
+    torch.distributed.all_reduce(full)
+    torch.distributed.all_reduce(loss)
+    adv = torch.zeros(N)
+    adv[rank * half : (rank + 1) * half] = advantages
+    torch.distributed.all_reduce(adv)
+    if rank == 0:
+        torch.save({"grad": full, "loss": loss / 2, "advantages": adv}, out)
+    torch.distributed.destroy_process_group()
+
+
+# bnpo is left out: it normalises by each (micro-)batch's own tokens, as TRL does, by definition
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_two_processes_give_the_single_process_advantages_loss_and_gradient(tmp_path, loss_type):
+    out = tmp_path / "two.pt"
+    torch.multiprocessing.spawn(worker, args=(str(tmp_path / "init"), str(out), loss_type), nprocs=2)
+    two = torch.load(out)
+    loss, grad, advantages = loss_and_grad(slice(0, N), loss_type)
+    assert torch.allclose(two["advantages"], advantages)
+    assert torch.allclose(two["grad"], grad, atol=1e-7), loss_type
+    if loss_type in ("grpo", "dr_grpo"):  # per-sequence terms: the mean of the processes' losses is the loss
+        assert torch.allclose(two["loss"], loss, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_multirun_sweep_with_ddp_writes_one_folder_with_one_folder_per_job(tmp_path, cache_dir):
+    """Lightning starts DDP's second process by re-running the command: it must run its job, not the sweep."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "EMORL_CACHE": str(cache_dir), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "emorl.train", "--multirun", "reward=bcr,eswr", "strategy=ddp", "trainer.devices=2",
+         *SMALL, f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"], "nothing written outside the sweep folder"
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name for j in jobs] == ["0_bcr_esr_s0", "1_eswr_esr_s0"]
+    log = proc.stdout + proc.stderr
+    assert log.count("Launching 2 jobs") == 1, "a DDP process re-ran the sweep"
+    for job in jobs:
+        assert (job / "metrics.json").exists() and (job / "model").is_dir()
+        child_log = (job / "train_ddp_process_1.log").read_text()  # the second process wrote into its own job
+        assert "Launching" not in child_log
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log
