@@ -86,6 +86,8 @@ def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
         use_cache=True,
     )
     cache = out.past_key_values
+    if cache is None:  # the model keeps no cache (gradient checkpointing in training mode)
+        return None
     cache.batch_select_indices(inverse.to(ids.device))
     return cache
 
@@ -115,6 +117,7 @@ def sample(
     suppress_ids: list[int],
     end_ids: list[int],
     share_prompt: bool = True,
+    synced_gpus: bool = False,
 ) -> Rollout:
     """G completions for each prompt of ``batch`` (greedy when ``do_sample`` is False and G == 1).
 
@@ -122,6 +125,8 @@ def sample(
     once, and the G samples continue from copies of that KV cache; otherwise ``generate`` copies
     the raw prompt G times first (``num_return_sequences``), running the encoder and the prefill
     G times.  Both draw from the same distribution with the same random numbers.
+    ``synced_gpus`` keeps every process generating until all are done (DeepSpeed ZeRO-3, whose
+    forward passes gather parameters from every process).
     """
     inputs = model_inputs(batch)
     prompt_len = inputs["input_ids"].shape[1]
@@ -132,6 +137,7 @@ def sample(
         do_sample=do_sample,
         suppress_tokens=suppress_ids,
         eos_token_id=end_ids,
+        synced_gpus=synced_gpus,
         pad_token_id=pad_id,
     )
     if do_sample:
@@ -171,9 +177,9 @@ def completion_log_probs(model, rollout: Rollout, temperature: float = 1.0, shar
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
     position_ids = positions(attention_mask)
     t = rollout.completion_ids.shape[1]
-    if share_prompt:
+    cache = shared_prefix(model, prompt, index) if share_prompt and not _checkpointing(model) else None
+    if cache is not None:
         p = prompt_mask.shape[1]
-        cache = shared_prefix(model, prompt, index)
         # the prompt's last token, then every completion token but the last: T positions
         input_ids = torch.cat([prompt["input_ids"][index][:, -1:], rollout.completion_ids[:, :-1]], dim=1)
         out = model(
@@ -195,6 +201,11 @@ def completion_log_probs(model, rollout: Rollout, temperature: float = 1.0, shar
         )
         logits = out.logits[:, -t - 1 : -1]
     return token_log_probs(logits, rollout.completion_ids, temperature)
+
+
+def _checkpointing(model) -> bool:
+    """Gradient checkpointing in training mode: transformers turns the KV cache off."""
+    return bool(getattr(model, "is_gradient_checkpointing", False)) and model.training
 
 
 @contextmanager

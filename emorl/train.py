@@ -110,7 +110,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
 
     from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path
     from emorl.metrics import plot_confusion
-    from emorl.models.loading import load_backbone, wrap_for_training
+    from emorl.models.loading import enable_gradient_checkpointing, load_backbone, wrap_for_training
     from emorl.modules.grpo import GRPOConfig
 
     if cfg.num_threads:
@@ -139,6 +139,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     if grpo and lora is None and algo.beta > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     policy = wrap_for_training(model, lora, cfg.model.adapter)
+    if cfg.model.get("gradient_checkpointing"):
+        enable_gradient_checkpointing(policy)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
     for stage in ("fit", "test"):  # every split's labels and audio are checked before any evaluation or training
         datamodule.setup(stage)

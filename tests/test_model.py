@@ -233,3 +233,23 @@ def test_shared_prompt_log_probs_and_gradients_equal_the_full_forward(tiny, smal
     assert grads[True].keys() == grads[False].keys() and any("audio_tower" in n for n in grads[True])
     for name, g in grads[True].items():
         assert torch.allclose(g, grads[False][name], atol=1e-5, rtol=1e-4), name
+
+
+def test_log_probs_with_gradient_checkpointing_equal_those_without(tiny, small_corpus):
+    from emorl.models.loading import enable_gradient_checkpointing
+
+    model, processor = tiny
+    batch = _left_padded_batch(tiny, small_corpus)
+    torch.manual_seed(2)
+    ro = rollout.sample(model, processor, batch, num_generations=2, max_new_tokens=6,
+                        suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
+    model.train()
+    plain = rollout.completion_log_probs(model, ro)
+    plain.sum().backward()
+    grad = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    enable_gradient_checkpointing(model)
+    checkpointed = rollout.completion_log_probs(model, ro)  # no KV cache in training: the full forward
+    checkpointed.sum().backward()
+    assert torch.allclose(plain, checkpointed, atol=1e-5)
+    assert torch.allclose(grad, model.lm_head.weight.grad, atol=1e-5)

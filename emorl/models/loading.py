@@ -90,3 +90,14 @@ def end_token_ids(model, processor) -> list[int]:
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     im_end = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     return sorted(set(eos + ([im_end] if im_end is not None else [])))
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute activations in the backward pass instead of storing them (long completions on a GPU).
+
+    The KV cache is off in training forward passes then, so GRPO's log-probs fall back to running
+    the prompt with every completion (:func:`emorl.rollout.completion_log_probs` does this itself).
+    """
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()  # LoRA: the frozen embeddings must pass gradients on

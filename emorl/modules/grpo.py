@@ -121,6 +121,14 @@ class GRPOModule(EmotionModule):
             raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model (reference=)")
         return super().configure_optimizers()
 
+    def parameters_sharded(self) -> bool:
+        """DeepSpeed ZeRO-3 over several processes: generation must keep every process stepping."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is None or trainer.world_size == 1:
+            return False
+        config = getattr(trainer.strategy, "config", None) or {}
+        return int((config.get("zero_optimization") or {}).get("stage", 0)) == 3
+
     def extra_state(self) -> dict:
         return {**super().extra_state(), "rollout_batches": self.rollout_batches}
 
@@ -167,6 +175,7 @@ class GRPOModule(EmotionModule):
             suppress_ids=self.suppress_ids,
             end_ids=self.end_ids,
             share_prompt=cfg.share_prompt,
+            synced_gpus=self.parameters_sharded(),
         )
         total, components = self.score(ro, batch)
         device = ro.completion_ids.device
