@@ -92,3 +92,17 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         assert cfg.data.batch_size == cfg.algo.grpo.prompts_per_step
     elif group == "paths":
         assert str(cfg.paths.cache_dir)
+
+
+def test_the_slurm_launcher_composes_a_sweep_for_cluster_jobs(cfg_factory):
+    """The README's SLURM command: Hydra's submitit launcher with the GPUs of one node per job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.gpus_per_node=8",
+                                          "trainer.devices=8", "strategy=ddp"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices == 8
+    assert cfg.hydra.sweep.dir.startswith("multirun_sweeps/")  # the jobs land in the project's sweep folder
