@@ -121,6 +121,12 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_dir = run_dir / "checkpoints"
     resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
+    zero = (OmegaConf.to_container(cfg.strategy, resolve=True).get("strategy") or {}) if "strategy" in cfg else {}
+    if isinstance(zero, dict) and "zero3" in str(zero.get("config", "")) and cfg.save_model:
+        raise ValueError(
+            "strategy=deepspeed_zero3 shards the weights over the processes and emorl cannot export them yet: "
+            "set save_model=false (the checkpoints hold the run), or train with strategy=deepspeed_zero2"
+        )
     grpo = cfg.algo.name == "grpo"
     algo = GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)) if grpo else None  # checks invariants
     corpus = instantiate(cfg.dataset.corpus)

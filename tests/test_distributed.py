@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,3 +92,30 @@ def test_a_multirun_sweep_with_ddp_writes_one_folder_with_one_folder_per_job(tmp
         child_log = (job / "train_ddp_process_1.log").read_text()  # the second process wrote into its own job
         assert "Launching" not in child_log
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+
+
+# GRPO under DeepSpeed on two CPU processes (tests/deepspeed_job.py: a length reward, and process 0
+# stops generating after 3 tokens, process 1 after 12: without synced_gpus, under ZeRO-3, process
+# 1's forward passes would wait forever for process 0's parameter shards).
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_grpo_steps_run_under_deepspeed_on_two_cpu_processes(tmp_path, cache_dir, stage):
+    run = tmp_path / "run"
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    overrides = [
+        *SMALL, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run}", f"strategy=deepspeed_{stage}",
+        "strategy.strategy._target_=tests.cpu_deepspeed.CPUDeepSpeedStrategy", "trainer.devices=2",
+        "algo.grpo.micro_batch_size=6", "save_model=false", "checkpoint.every_n_steps=0",
+        "trainer.val_check_interval=100", "checkpoint.select=last", "eval.base=false",
+    ]
+    proc = subprocess.run([sys.executable, "-m", "tests.deepspeed_job", *overrides], cwd=Path(__file__).parents[1],
+                          env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert (run / "train_ddp_process_1.log").exists(), "the second process ran"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 2
+    final = metrics["train"]["final"]
+    assert final["train/advantage_abs"] > 0 and torch.isfinite(torch.tensor(final["train/loss"]))
+    if stage == "zero3":  # process 0's completions are the short ones; it kept stepping for process 1
+        assert final["train/completion_length"] <= 3

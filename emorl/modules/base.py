@@ -92,6 +92,18 @@ class EmotionModule(L.LightningModule):
         keys = self.recent_train_metrics[-1].keys()
         return {k: sum(m.get(k, 0.0) for m in self.recent_train_metrics) / len(self.recent_train_metrics) for k in keys}
 
+    # ------------------------------------------------------- distribution
+    def deepspeed(self) -> dict | None:
+        """The DeepSpeed config of the running strategy, or None."""
+        trainer = getattr(self, "_trainer", None)
+        config = getattr(getattr(trainer, "strategy", None), "config", None)
+        return config if isinstance(config, dict) and "zero_optimization" in config else None
+
+    def parameters_sharded(self) -> bool:
+        """DeepSpeed ZeRO-3 over several processes: generation must keep every process stepping."""
+        config = self.deepspeed()
+        return bool(config) and self.trainer.world_size > 1 and int(config["zero_optimization"].get("stage", 0)) == 3
+
     # ---------------------------------------------------------- checkpoints
     def extra_state(self) -> dict:
         """Counters a resumed run needs beyond weights, optimizer and loop state."""
@@ -128,6 +140,7 @@ class EmotionModule(L.LightningModule):
             do_sample=False,
             suppress_ids=self.suppress_ids,
             end_ids=self.end_ids,
+            synced_gpus=self.parameters_sharded(),
         )
         preds = [parse_label(self.strategy.extract_answer(t), opts) for t, opts in zip(ro.texts, batch["options"], strict=True)]
         return preds, ro.texts

@@ -121,14 +121,6 @@ class GRPOModule(EmotionModule):
             raise ValueError("full fine-tuning with algo.beta > 0 needs a frozen reference model (reference=)")
         return super().configure_optimizers()
 
-    def parameters_sharded(self) -> bool:
-        """DeepSpeed ZeRO-3 over several processes: generation must keep every process stepping."""
-        trainer = getattr(self, "_trainer", None)
-        if trainer is None or trainer.world_size == 1:
-            return False
-        config = getattr(trainer.strategy, "config", None) or {}
-        return int((config.get("zero_optimization") or {}).get("stage", 0)) == 3
-
     def extra_state(self) -> dict:
         return {**super().extra_state(), "rollout_batches": self.rollout_batches}
 
@@ -218,7 +210,8 @@ class GRPOModule(EmotionModule):
                 for key, value in metrics.items():
                     step_metrics.setdefault(key, []).append(value)
             step_metrics.setdefault("loss", []).append(update_loss)
-            self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
+            if not self.deepspeed():  # DeepSpeed clips by its own config ("gradient_clipping")
+                self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
