@@ -102,6 +102,24 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
     )
 
 
+def check_strategy(cfg: DictConfig, algo) -> None:
+    """Settings DeepSpeed cannot run (yet), refused before any model is loaded."""
+    name = str(cfg.get("strategy", {}).get("name", "auto"))
+    if not name.startswith("deepspeed"):
+        return
+    if algo is not None and algo.micro_batch_size != algo.prompts_per_step * algo.num_generations:
+        raise ValueError(
+            f"strategy={name} runs one backward pass per step: set algo.grpo.micro_batch_size="
+            f"{algo.prompts_per_step * algo.num_generations} (prompts_per_step x num_generations per process), and lower "
+            "algo.grpo.prompts_per_step to fit memory; gradient accumulation over micro-batches under ZeRO is not verified"
+        )
+    if "zero3" in name and cfg.save_model:
+        raise ValueError(
+            f"strategy={name} shards the weights over the processes and emorl cannot export them yet: "
+            "set save_model=false (the checkpoints hold the run), or train with strategy=deepspeed_zero2"
+        )
+
+
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Run one experiment; returns ``(metrics, objects)``."""
     import lightning as L
@@ -121,14 +139,9 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_dir = run_dir / "checkpoints"
     resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
-    zero = (OmegaConf.to_container(cfg.strategy, resolve=True).get("strategy") or {}) if "strategy" in cfg else {}
-    if isinstance(zero, dict) and "zero3" in str(zero.get("config", "")) and cfg.save_model:
-        raise ValueError(
-            "strategy=deepspeed_zero3 shards the weights over the processes and emorl cannot export them yet: "
-            "set save_model=false (the checkpoints hold the run), or train with strategy=deepspeed_zero2"
-        )
     grpo = cfg.algo.name == "grpo"
     algo = GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)) if grpo else None  # checks invariants
+    check_strategy(cfg, algo)
     corpus = instantiate(cfg.dataset.corpus)
     strategy = instantiate(cfg.reasoning)
     labels = corpus.labels

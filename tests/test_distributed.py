@@ -119,3 +119,15 @@ def test_grpo_steps_run_under_deepspeed_on_two_cpu_processes(tmp_path, cache_dir
     assert final["train/advantage_abs"] > 0 and torch.isfinite(torch.tensor(final["train/loss"]))
     if stage == "zero3":  # process 0's completions are the short ones; it kept stepping for process 1
         assert final["train/completion_length"] <= 3
+
+
+def test_deepspeed_settings_it_cannot_run_are_refused_before_loading(cfg_factory, tmp_path):
+    from emorl.train import train
+
+    cfg = cfg_factory("strategy=deepspeed_zero2", "algo.grpo.micro_batch_size=3", f"paths.cache_dir={tmp_path / 'c'}")
+    with pytest.raises(ValueError, match="micro_batch_size=6"):  # 2 prompts x 3 completions: one backward
+        train(cfg)
+    cfg = cfg_factory("strategy=deepspeed_zero3", "algo.grpo.micro_batch_size=6", f"paths.cache_dir={tmp_path / 'c'}")
+    with pytest.raises(ValueError, match="save_model=false"):
+        train(cfg)
+    assert not (tmp_path / "c").exists()
