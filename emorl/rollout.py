@@ -47,6 +47,19 @@ class Rollout:
         )
 
 
+def concat(rollouts: list[Rollout], prompt: dict, pad_id: int) -> Rollout:
+    """One rollout from several over rows of the same ``prompt`` (completions padded to the longest)."""
+    t = max(r.completion_ids.shape[1] for r in rollouts)
+    pad = lambda x, value: torch.nn.functional.pad(x, (0, t - x.shape[1]), value=value)
+    return Rollout(
+        prompt=prompt,
+        prompt_index=torch.cat([r.prompt_index for r in rollouts]),
+        completion_ids=torch.cat([pad(r.completion_ids, pad_id) for r in rollouts]),
+        completion_mask=torch.cat([pad(r.completion_mask, 0) for r in rollouts]),
+        texts=[text for r in rollouts for text in r.texts],
+    )
+
+
 def model_inputs(batch: dict) -> dict:
     """The tensors a Qwen2-Audio forward takes, from a collated batch."""
     missing = [k for k in MODEL_INPUTS if k not in batch]

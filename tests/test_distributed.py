@@ -131,3 +131,27 @@ def test_deepspeed_settings_it_cannot_run_are_refused_before_loading(cfg_factory
     with pytest.raises(ValueError, match="save_model=false"):
         train(cfg)
     assert not (tmp_path / "c").exists()
+
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_train_the_same_weights_as_one(tmp_path, cache_dir):
+    """seed_per_prompt: each group is sampled from its own seed, so 1 process with 4 prompts and
+    2 processes with 2 each draw the same completions, advantages and (averaged) gradients."""
+    from safetensors.torch import load_file
+
+    runs = {"one": ["algo.grpo.prompts_per_step=4", "algo.grpo.micro_batch_size=12"],
+            "two": ["algo.grpo.prompts_per_step=2", "algo.grpo.micro_batch_size=6", "strategy=ddp", "trainer.devices=2"]}
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    for name, extra in runs.items():
+        overrides = [*SMALL, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / name}", "trainer.max_steps=2",
+                     "algo.grpo.seed_per_prompt=true", "trainer.val_check_interval=100", "checkpoint.select=last",
+                     "checkpoint.every_n_steps=0", "eval.base=false", *extra]
+        proc = subprocess.run([sys.executable, "-m", "tests.length_reward_job", *overrides], cwd=Path(__file__).parents[1],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    one, two = (load_file(tmp_path / n / "model" / "model.safetensors") for n in ("one", "two"))
+    base = load_file(Path(json.loads((tmp_path / "one" / "model" / "emorl.json").read_text())["base_model"]) / "model.safetensors")
+    assert any(not torch.equal(base[k], w) for k, w in one.items()), "training moved no weight"
+    for key, weight in one.items():
+        assert torch.allclose(weight, two[key], atol=1e-5), key

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from emorl import algos, rollout
+from emorl.data.corpus import fingerprint
 from emorl.distributed import global_mean
 from emorl.modules.base import EmotionModule
 from emorl.prompts import ReasoningStrategy, parse_label
@@ -44,6 +45,7 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     log_samples_every: int = 25
     share_prompt: bool = True  # encode each clip and prefill each prompt once per pass, not once per completion
+    seed_per_prompt: bool = False  # sample each prompt's group from its own seed: runs independent of the process count
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -150,25 +152,35 @@ class GRPOModule(EmotionModule):
         }
         return self.rewards(ro.texts, **columns)
 
+    def rollout(self, batch: dict) -> rollout.Rollout:
+        """G completions per prompt, from seeds that make resumed (and, per prompt, re-split) runs draw the same.
+
+        Step k samples from (seed, process, k); with ``seed_per_prompt`` each prompt's group is
+        sampled on its own from (seed, k, the clip), so that one process or several draw the same.
+        """
+        cfg = self.algo
+        sample = lambda b: rollout.sample(  # noqa: E731
+            self.policy, self.processor, b, num_generations=cfg.num_generations, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, top_p=cfg.top_p, suppress_ids=self.suppress_ids, end_ids=self.end_ids,
+            share_prompt=cfg.share_prompt, synced_gpus=self.parameters_sharded(),
+        )
+        if not cfg.seed_per_prompt:
+            torch.manual_seed((self.seed + 7919 * self.global_rank) * 1_000_003 + self.rollout_batches)
+            return sample(batch)
+        inputs = rollout.model_inputs(batch)
+        parts = []
+        for i, path in enumerate(batch["paths"]):
+            torch.manual_seed(int(fingerprint({"seed": self.seed, "step": self.rollout_batches, "clip": path}), 16))
+            part = sample({**{k: v[i : i + 1] for k, v in inputs.items()}})
+            parts.append(rollout.Rollout(prompt=inputs, prompt_index=part.prompt_index + i, completion_ids=part.completion_ids,
+                                         completion_mask=part.completion_mask, texts=part.texts))
+        return rollout.concat(parts, inputs, self.processor.tokenizer.pad_token_id)
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         cfg = self.algo
         if len(batch["label"]) != cfg.prompts_per_step:
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
-        # step k's samples depend on (seed, process, k) only: a resumed run draws the same ones
-        torch.manual_seed((self.seed + 7919 * self.global_rank) * 1_000_003 + self.rollout_batches)
-        ro = rollout.sample(
-            self.policy,
-            self.processor,
-            batch,
-            num_generations=cfg.num_generations,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            suppress_ids=self.suppress_ids,
-            end_ids=self.end_ids,
-            share_prompt=cfg.share_prompt,
-            synced_gpus=self.parameters_sharded(),
-        )
+        ro = self.rollout(batch)
         total, components = self.score(ro, batch)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
