@@ -22,10 +22,9 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
+from emorl import CONF_DIR
 
-#: The config tree, found from this file so that ``main`` works however it is called.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+log = logging.getLogger(__name__)
 
 
 def model_dir(ckpt: str | Path) -> Path:
@@ -135,7 +134,7 @@ def evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     return evaluate(cfg)["test"]["ua"]
 

@@ -13,9 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
+from emorl import CONF_DIR
+
 log = logging.getLogger(__name__)
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 USAGE = "usage: python -m emorl.predict CLIP [CLIP ...] ckpt=<run dir or model dir> [labels=...] [reasoning=...] [--json]"
 
 
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     missing = [c for c in clips if not Path(c).is_file()]
     if missing:
         raise SystemExit(f"{missing[0]}: no such audio file\n{USAGE}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="predict", overrides=["paths.output_dir=.", *overrides])
     from omegaconf import OmegaConf
 

@@ -17,10 +17,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+from emorl import CONF_DIR
 
-#: The config tree, found from this file so that ``main`` works however it is called.
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+log = logging.getLogger(__name__)
 
 
 def build_rewards(cfg: DictConfig, strategy, labels):
@@ -226,7 +225,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from emorl.distributed import sweep_job
 

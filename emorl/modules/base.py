@@ -68,7 +68,6 @@ class EmotionModule(L.LightningModule):
         self.seed = seed
         self.eval_results: dict[str, dict] = {}
         self.eval_records: list[dict] = []  # per question of the last evaluation: path, label, prediction, text
-        self._eval_buffer: list[tuple[str | None, str]] = []
         self._eval_records: list[dict] = []
         self.best_val_ua = float("-inf")
         self.best_val_step = -1
@@ -147,7 +146,6 @@ class EmotionModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         preds, texts = self.predict_labels(batch)
-        self._eval_buffer.extend(zip(preds, batch["label"], strict=True))
         n = len(preds)
         self._eval_records.extend(
             {"path": p, "question": q, "label": y, "prediction": pred, "text": t}
@@ -159,16 +157,15 @@ class EmotionModule(L.LightningModule):
     test_step = validation_step
 
     def on_validation_epoch_start(self) -> None:
-        self._eval_buffer = []
         self._eval_records = []
 
     on_test_epoch_start = on_validation_epoch_start
 
     def _finish_eval(self, stage: str) -> dict:
-        preds, targets = zip(*self._eval_buffer, strict=True) if self._eval_buffer else ((), ())
-        result = classification_metrics(list(preds), list(targets), self.labels)
-        self.eval_records = self._eval_records
-        self._eval_buffer, self._eval_records = [], []
+        records, self._eval_records = self._eval_records, []
+        preds, targets = [r["prediction"] for r in records], [r["label"] for r in records]
+        result = classification_metrics(preds, targets, self.labels)
+        self.eval_records = records
         values = {f"{stage}/{k}": result[k] for k in ("ua", "wa", "f1", "unparsed_rate")}
         values.update({f"{stage}/predicted/{k}": float(v) for k, v in result["predicted"].items()})
         values.update({f"{stage}/recall/{k}": v for k, v in result["recall"].items()})
