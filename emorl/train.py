@@ -37,9 +37,13 @@ def build_rewards(cfg: DictConfig, strategy, labels):
 
 
 def build_module(
-    cfg: DictConfig, policy, processor, strategy, labels, run_dir: Path, reference=None, rewards=None, train: bool = True
+    cfg: DictConfig, policy, processor, strategy, labels, run_dir: Path, reference=None, rewards=None, algo=None,
+    train: bool = True,
 ):
-    """The LightningModule of ``cfg.algo`` for ``policy`` (``train=False``: evaluation only)."""
+    """The LightningModule of ``cfg.algo`` for ``policy`` (``train=False``: evaluation only).
+
+    ``rewards`` and ``algo`` (a :class:`GRPOConfig`) already built from ``cfg`` are used as they are.
+    """
     from hydra.utils import instantiate
 
     from emorl.models.loading import end_token_ids, suppressed_token_ids
@@ -68,7 +72,7 @@ def build_module(
     return GRPOModule(
         **common,
         rewards=rewards if rewards is not None else build_rewards(cfg, strategy, labels),
-        algo=GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)),
+        algo=algo or GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)),
         reference=reference,
     )
 
@@ -162,7 +166,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
     for stage in ("fit", "test"):  # every split's labels and audio are checked before any evaluation or training
         datamodule.setup(stage)
-    module = build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
+    module = build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards, algo=algo)
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
     callbacks = checkpoint_callbacks(cfg, ckpt_dir)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
