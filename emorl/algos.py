@@ -202,12 +202,22 @@ def grpo_loss(
     return loss, metrics
 
 
-def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, suppress_ids=None) -> Tensor:
     """Log-probs of ``tokens`` under ``logits``: (N, T, V), (N, T) -> (N, T).
 
-    Logits are divided by the sampling temperature first, so that log-probs match the
+    Logits are divided by the sampling temperature first and ``suppress_ids`` (tokens the
+    sampler never draws) are removed from the distribution, so that log-probs are those of the
     distribution the tokens were drawn from.
+
+    >>> logits = torch.zeros(1, 1, 4)
+    >>> token_log_probs(logits, torch.tensor([[0]])).exp().item()  # uniform over 4 tokens
+    0.25
+    >>> round(token_log_probs(logits, torch.tensor([[0]]), suppress_ids=[3]).exp().item(), 4)  # over 3
+    0.3333
     """
     logits = logits.float() / temperature
+    if suppress_ids is not None and len(suppress_ids):
+        index = torch.as_tensor(list(suppress_ids), device=logits.device, dtype=torch.long)
+        logits = logits.index_fill(-1, index, float("-inf"))
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)

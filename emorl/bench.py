@@ -95,6 +95,7 @@ def run_path(args: dict) -> dict:
                          "accuracy": make_eswr_reward(labels=list(batch["options"][0]), strategy=strategy)}, {})
     g, share = args["generations"], args["path"] == "shared"
     end_ids = [] if not args["pretrained"] else [processor.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    suppress_ids = suppressed_token_ids(processor)
     times = {phase: [] for phase in PHASES}
     tokens = []
     if device.type == "cuda":
@@ -104,7 +105,7 @@ def run_path(args: dict) -> dict:
         clock = {}
         t0 = time.perf_counter()
         ro = rollout.sample(policy, processor, batch, num_generations=g, max_new_tokens=args["new_tokens"],
-                            suppress_ids=suppressed_token_ids(processor), end_ids=end_ids, share_prompt=share)
+                            suppress_ids=suppress_ids, end_ids=end_ids, share_prompt=share)
         sync(device)
         clock["rollout"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -114,11 +115,11 @@ def run_path(args: dict) -> dict:
         clock["rewards"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():
-            ref_logp = rollout.completion_log_probs(reference, ro, share_prompt=share)
+            ref_logp = rollout.completion_log_probs(reference, ro, share_prompt=share, suppress_ids=suppress_ids)
         sync(device)
         clock["reference"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        logp = rollout.completion_log_probs(policy, ro, share_prompt=share)
+        logp = rollout.completion_log_probs(policy, ro, share_prompt=share, suppress_ids=suppress_ids)
         loss, _ = algos.grpo_loss(logp, None, ref_logp, advantages, ro.completion_mask.float())
         loss.backward()
         optimizer.step()

@@ -27,63 +27,16 @@ from emorl import CONF_DIR
 log = logging.getLogger(__name__)
 
 
-def model_dir(ckpt: str | Path) -> Path:
-    """The saved model directory of a run directory or of a model directory itself."""
-    path = Path(ckpt)
-    if (path / "model").is_dir():
-        path = path / "model"
-    if not path.is_dir():
-        raise FileNotFoundError(f"ckpt={ckpt}: no such run or model directory")
-    return path
-
-
-def load_checkpoint(ckpt: str | Path, dtype: str):
-    """``(model, processor)`` from a run directory or a saved ``model/`` directory."""
-    from emorl.models.loading import load_backbone
-
-    path = model_dir(ckpt)
-    adapter_config = path / "adapter_config.json"
-    if adapter_config.exists():
-        from peft import PeftModel
-
-        base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
-        model, processor = load_backbone(base, dtype)
-        return PeftModel.from_pretrained(model, str(path)), processor
-    return load_backbone(path, dtype)
-
-
-def checkpoint_strategy(cfg: DictConfig, info: dict):
-    """The configured reasoning strategy, else the checkpoint's; an error when neither exists."""
-    from hydra.utils import instantiate
-
-    from emorl.prompts import get_strategy
-
-    if cfg.get("reasoning") is not None:
-        strategy = instantiate(cfg.reasoning)
-        if info.get("reasoning") and info["reasoning"] != strategy.name:
-            log.warning("the checkpoint was trained with reasoning=%s but is scored with reasoning=%s",
-                        info["reasoning"], strategy.name)
-        return strategy
-    if info.get("reasoning_config"):
-        return instantiate(info["reasoning_config"])
-    if info.get("reasoning"):
-        return get_strategy(info["reasoning"])
-    raise ValueError(
-        "choose the prompt: reasoning=ir (direct inference), reasoning=eur (CoT) or reasoning=esr; "
-        "only checkpoints trained by emorl carry their own"
-    )
-
-
 def evaluate(cfg: DictConfig) -> dict:
     """Test metrics of ``cfg.ckpt`` (or of the configured starting model) on ``cfg.dataset``."""
     from hydra.utils import instantiate
 
+    from emorl.builders import build_module, checkpoint_strategy, load_checkpoint, model_dir, resolve_model_path
     from emorl.checkpointing import read_model_info
     from emorl.data.corpus import RelabeledCorpus
     from emorl.emotions import cross_corpus_mapping, label_set
     from emorl.metrics import plot_confusion
     from emorl.models.loading import load_backbone
-    from emorl.train import build_module, resolve_model_path
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))

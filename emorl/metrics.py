@@ -2,6 +2,11 @@
 
 An unparsable answer is a prediction of an extra class ``C`` that no target has: it counts as
 wrong for UA, WA and F1, and is reported as ``unparsed_rate``.
+
+UA averages the recall of the classes present in the targets (``balanced_accuracy_score`` in
+scikit-learn); macro F1 averages the F1 of every label of the label set, a label absent from
+the targets scoring 0 (``f1_score(average="macro", labels=<all labels>)``), so that predicting
+a class no clip has costs F1.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def classification_metrics(preds: Sequence[str | None], targets: Sequence[str], 
     return {
         "ua": float(recall[present].mean()),
         "wa": float(multiclass_accuracy(p, t, num_classes=c + 1, average="micro")),
-        "f1": float(f1[present].mean()),
+        "f1": float(f1.mean()),
         "unparsed_rate": float((p == c).float().mean()),
         "recall": {label: float(recall[i]) for i, label in enumerate(labels)},
         "predicted": {**{label: int(counts[i]) for i, label in enumerate(labels)}, "unparsed": int(counts[c])},

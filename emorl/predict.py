@@ -39,12 +39,11 @@ def predict(cfg, clips: list[str]) -> list[dict]:
     """``{path, emotion, reasoning, response}`` per clip (``emotion`` None when the answer is unparsable)."""
     import torch
 
+    from emorl.builders import build_module, checkpoint_strategy, load_checkpoint, model_dir
     from emorl.checkpointing import read_model_info
     from emorl.data.audio import load_audio
     from emorl.data.batching import Collator, Example
     from emorl.emotions import label_set
-    from emorl.evaluate import checkpoint_strategy, load_checkpoint, model_dir
-    from emorl.train import build_module
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))

@@ -77,12 +77,29 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(dim=-1) - 1).masked_fill(attention_mask == 0, 0)
 
 
+@contextmanager
+def evaluation_mode(model):
+    """Within this block every submodule of ``model`` is in evaluation mode; each one's own mode is restored after.
+
+    Evaluation mode turns dropout off, and transformers keeps the KV cache in it even with
+    gradient checkpointing enabled (in training mode checkpointed layers drop the cache).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
     """The KV cache of each prompt but its last token, computed once per prompt, one row per completion.
 
     The audio encoder and the prompt's forward pass run on the distinct prompts of
     ``prompt_index`` (N,) only; the cache rows are then indexed out to the N completions
-    (differentiably: gradients of the completions add up on their shared prompt).
+    (differentiably: gradients of the completions add up on their shared prompt).  Returns
+    None when the model keeps no cache (gradient checkpointing in training mode).
     """
     used, inverse = torch.unique(prompt_index, sorted=True, return_inverse=True)
     ids = prompt["input_ids"][used]
@@ -99,7 +116,7 @@ def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
         use_cache=True,
     )
     cache = out.past_key_values
-    if cache is None:  # the model keeps no cache (gradient checkpointing in training mode)
+    if cache is None or cache.get_seq_length() == 0:  # checkpointed layers in training mode keep no cache
         return None
     cache.batch_select_indices(inverse.to(ids.device))
     return cache
@@ -134,6 +151,11 @@ def sample(
 ) -> Rollout:
     """G completions for each prompt of ``batch`` (greedy when ``do_sample`` is False and G == 1).
 
+    Whatever state the model is in (training mode, gradient checkpointing, LoRA dropout),
+    sampling runs in evaluation mode with a KV cache and with the audio of every prompt; the
+    model's modes are restored afterwards.  So the completions come from the distribution that
+    :func:`completion_log_probs` scores in evaluation mode.
+
     With ``share_prompt`` (the default) each prompt's audio is encoded and its prompt prefilled
     once, and the G samples continue from copies of that KV cache; otherwise ``generate`` copies
     the raw prompt G times first (``num_return_sequences``), running the encoder and the prefill
@@ -152,6 +174,7 @@ def sample(
         eos_token_id=end_ids,
         synced_gpus=synced_gpus,
         pad_token_id=pad_id,
+        use_cache=True,
     )
     if do_sample:
         # Plain temperature sampling, whatever the checkpoint's generation_config says
@@ -160,16 +183,22 @@ def sample(
         generate_kwargs.update(temperature=temperature, top_p=top_p, top_k=0, repetition_penalty=1.0)
     else:
         generate_kwargs.update(repetition_penalty=1.0)
-    if share_prompt:
-        cache = shared_prefix(model, inputs, index)
-        out = model.generate(
-            input_ids=inputs["input_ids"][index],
-            attention_mask=inputs["attention_mask"][index],
-            past_key_values=cache,
-            **generate_kwargs,
-        )
-    else:
-        out = model.generate(**inputs, num_return_sequences=num_generations, **generate_kwargs)
+    with evaluation_mode(model):
+        if share_prompt:
+            cache = shared_prefix(model, inputs, index)
+            if cache is None:
+                raise RuntimeError(
+                    "the model returned no KV cache for the prompts in evaluation mode; sampling from the "
+                    "prompt tokens alone would drop the audio. Set algo.grpo.share_prompt=false for this model"
+                )
+            out = model.generate(
+                input_ids=inputs["input_ids"][index],
+                attention_mask=inputs["attention_mask"][index],
+                past_key_values=cache,
+                **generate_kwargs,
+            )
+        else:
+            out = model.generate(**inputs, num_return_sequences=num_generations, **generate_kwargs)
     ids = out[:, prompt_len:]
     mask = completion_mask(ids, end_ids)
     ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad_id))
@@ -177,12 +206,25 @@ def sample(
     return Rollout(prompt=inputs, prompt_index=index, completion_ids=ids, completion_mask=mask, texts=texts)
 
 
-def completion_log_probs(model, rollout: Rollout, temperature: float = 1.0, share_prompt: bool = True) -> torch.Tensor:
+def completion_log_probs(
+    model,
+    rollout: Rollout,
+    temperature: float = 1.0,
+    share_prompt: bool = True,
+    suppress_ids: list[int] | None = None,
+) -> torch.Tensor:
     """Per-token log-probs of the completions under ``model``: (N, T).
 
+    ``temperature`` and ``suppress_ids`` must be those the completions were sampled with, so that
+    the log-probs are those of the sampling distribution (suppressed tokens have probability 0 and
+    the rest renormalise, as ``generate(suppress_tokens=...)`` does).  The model runs in whatever
+    mode it is in: training mode for the policy's gradient pass, :func:`evaluation_mode` for
+    measurements of the sampling or reference policy.
+
     With ``share_prompt`` each distinct prompt (audio encoder and prompt tokens) runs once and
-    the completions continue from its cache; otherwise every completion runs with its own copy
-    of the prompt.  Position ids follow the attention mask, so left padding does not shift them.
+    the completions continue from its cache; otherwise, or when the model keeps no cache
+    (gradient checkpointing in training mode), every completion runs with its own copy of the
+    prompt.  Position ids follow the attention mask, so left padding does not shift them.
     """
     prompt, index = rollout.prompt, rollout.prompt_index
     prompt_mask = prompt["attention_mask"][index]
@@ -213,7 +255,8 @@ def completion_log_probs(model, rollout: Rollout, temperature: float = 1.0, shar
             use_cache=False,
         )
         logits = out.logits[:, -t - 1 : -1]
-    return token_log_probs(logits, rollout.completion_ids, temperature)
+    logp = token_log_probs(logits, rollout.completion_ids, temperature, suppress_ids)
+    return logp.masked_fill(rollout.completion_mask == 0, 0.0)  # padding after the end is no part of a completion
 
 
 def _checkpointing(model) -> bool:

@@ -6,7 +6,6 @@ model, and writes ``metrics.json`` (and confusion matrices) into the run directo
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -22,117 +21,15 @@ from emorl import CONF_DIR
 log = logging.getLogger(__name__)
 
 
-def build_rewards(cfg: DictConfig, strategy, labels):
-    """Format reward of the strategy + the configured accuracy reward (eq. 4)."""
-    from hydra.utils import instantiate
-
-    from emorl.rewards import make_format_reward
-    from emorl.rewards.combine import RewardSet
-
-    # Built as a partial so that the strategy object reaches the factory as it is.
-    accuracy = instantiate(cfg.reward.accuracy, _partial_=True)(labels=list(labels), strategy=strategy)
-    functions = {"format": make_format_reward(strategy), "accuracy": accuracy}
-    weights = {"format": float(cfg.reward.format_weight), "accuracy": float(cfg.reward.accuracy_weight)}
-    return RewardSet(functions, weights)
-
-
-def build_module(
-    cfg: DictConfig, policy, processor, strategy, labels, run_dir: Path, reference=None, rewards=None, algo=None,
-    train: bool = True,
-):
-    """The LightningModule of ``cfg.algo`` for ``policy`` (``train=False``: evaluation only).
-
-    ``rewards`` and ``algo`` (a :class:`GRPOConfig`) already built from ``cfg`` are used as they are.
-    """
-    from hydra.utils import instantiate
-
-    from emorl.models.loading import end_token_ids, suppressed_token_ids
-    from emorl.modules.base import EmotionModule
-    from emorl.modules.grpo import GRPOConfig, GRPOModule
-    from emorl.modules.sft import SFTModule
-
-    common = dict(
-        policy=policy,
-        processor=processor,
-        strategy=strategy,
-        labels=labels,
-        optimizer=instantiate(cfg.optimizer) if train else None,
-        suppress_ids=suppressed_token_ids(processor),
-        end_ids=end_token_ids(policy, processor),
-        eval_max_new_tokens=cfg.eval.max_new_tokens,
-        run_dir=run_dir,
-        seed=int(cfg.seed),
-    )
-    if not train:
-        return EmotionModule(**common)
-    if cfg.algo.name == "sft":
-        return SFTModule(**common)
-    if cfg.algo.name != "grpo":
-        raise ValueError(f"algo={cfg.algo.name}: choose grpo or sft")
-    return GRPOModule(
-        **common,
-        rewards=rewards if rewards is not None else build_rewards(cfg, strategy, labels),
-        algo=algo or GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)),
-        reference=reference,
-    )
-
-
-def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
-    """The pretrained id/path, or the embedded tiny base (built and cached when missing).
-
-    The embedded base is warm-started on the synthetic corpus, whose items carry the prosody and
-    key-word annotations its warm-start questions need; with a real corpus configured, the
-    default synthetic corpus is used for that.
-    """
-    if cfg.model.pretrained:
-        return str(cfg.model.pretrained)
-    from emorl.data.synthetic import SyntheticCorpus
-    from emorl.models.embedded import prepare_embedded_base
-
-    if not isinstance(corpus, SyntheticCorpus):
-        log.info("model=tiny with dataset=%s: the embedded base is warm-started on the default synthetic corpus",
-                 getattr(corpus, "name", "?"))
-        corpus = SyntheticCorpus(Path(cfg.paths.cache_dir) / "synthetic")
-    return str(
-        prepare_embedded_base(
-            cfg.paths.cache_dir,
-            corpus,
-            strategy,
-            seed=int(cfg.seed),
-            build=OmegaConf.to_container(cfg.model.build, resolve=True),
-            warm_start_settings=OmegaConf.to_container(cfg.model.warm_start, resolve=True),
-        )
-    )
-
-
-def check_strategy(cfg: DictConfig, algo) -> None:
-    """Settings DeepSpeed cannot run (yet), refused before any model is loaded."""
-    name = str(cfg.get("strategy", {}).get("name", "auto"))
-    if not name.startswith("deepspeed"):
-        return
-    if algo is not None and algo.micro_batch_size != algo.prompts_per_step * algo.num_generations:
-        raise ValueError(
-            f"strategy={name} runs one backward pass per step: set algo.grpo.micro_batch_size="
-            f"{algo.prompts_per_step * algo.num_generations} (prompts_per_step x num_generations per process), and lower "
-            "algo.grpo.prompts_per_step to fit memory; gradient accumulation over micro-batches under ZeRO is not verified"
-        )
-    if "zero3" in name and cfg.save_model:
-        raise ValueError(
-            f"strategy={name} shards the weights over the processes and emorl cannot export them yet: "
-            "set save_model=false (the checkpoints hold the run), or train with strategy=deepspeed_zero2"
-        )
-
-
 def train(cfg: DictConfig) -> tuple[dict, dict]:
     """Run one experiment; returns ``(metrics, objects)``."""
     import lightning as L
     from hydra.utils import instantiate
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from emorl import builders
     from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path
     from emorl.metrics import plot_confusion
-    from emorl.models.loading import enable_gradient_checkpointing, load_backbone, wrap_for_training
-    from emorl.modules.grpo import GRPOConfig
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -142,31 +39,25 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_dir = run_dir / "checkpoints"
     resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
-    grpo = cfg.algo.name == "grpo"
-    algo = GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo, resolve=True)) if grpo else None  # checks invariants
-    check_strategy(cfg, algo)
+    algo = builders.grpo_settings(cfg)  # checks invariants before any work
+    builders.check_strategy(cfg, algo)
     corpus = instantiate(cfg.dataset.corpus)
     strategy = instantiate(cfg.reasoning)
     labels = corpus.labels
-    rewards = build_rewards(cfg, strategy, labels) if grpo else None  # checks gamma, schedule before any model
-    if cfg.algo.name == "sft":
+    rewards = None
+    if builders.module_takes(cfg, "rewards"):  # checks gamma, schedule, rules before any model
+        rewards = builders.build_rewards(cfg.reward, strategy, labels)
+    if cfg.data.targets:
         from emorl.prompts import gold_response
 
-        gold_response(strategy, labels[0])  # reasoning must be IR: fail now, not at the first batch
+        gold_response(strategy, labels[0])  # supervised targets need reasoning=ir: fail now, not at the first batch
 
-    base_path = resolve_model_path(cfg, corpus, strategy)
-    model, processor = load_backbone(base_path, cfg.model.dtype)
-    lora = OmegaConf.to_container(cfg.model.lora, resolve=True) if cfg.model.lora else None
-    reference = None
-    if grpo and lora is None and algo.beta > 0:
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
-    policy = wrap_for_training(model, lora, cfg.model.adapter)
-    if cfg.model.get("gradient_checkpointing"):
-        enable_gradient_checkpointing(policy)
+    base_path = builders.resolve_model_path(cfg, corpus, strategy)
+    policy, processor, reference = builders.build_policy(cfg, base_path)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
     for stage in ("fit", "test"):  # every split's labels and audio are checked before any evaluation or training
         datamodule.setup(stage)
-    module = build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards, algo=algo)
+    module = builders.build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
     callbacks = checkpoint_callbacks(cfg, ckpt_dir)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
@@ -189,6 +80,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
             log.info("resuming from %s", resume)
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         wall = time.time() - start
+        final = module.final_train_metrics  # before testing a checkpoint, whose loading restores its own window
         best = callbacks["best"].best_model_path
         selected = best if cfg.checkpoint.select == "best" and best else None
         if cfg.checkpoint.select == "best" and not best:
@@ -198,7 +90,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         metrics["train"] = {
             "steps": int(trainer.global_step),
             "wall_time_s": round(wall, 1),
-            "final": module.final_train_metrics,  # mean of the last 10 steps
+            "final": final,  # mean of the last 10 steps
             "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
             "selected_checkpoint": Path(selected).name if selected else "final",
             "selected_step": module.best_val_step if selected else int(trainer.global_step),

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from emorl import CONF_DIR as _CONF_DIR
+
+CONF_DIR = str(_CONF_DIR)
 
 # Small enough for seconds, large enough that every split has every class.
 SMALL_CORPUS = [
@@ -29,6 +31,16 @@ SMALL = [
     "trainer.val_check_interval=2",
     "logger=csv",
 ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run where CUDA exists and are skipped elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,8 +1,7 @@
-"""``python -m tests.deepspeed_job <overrides>``: emorl.train with two test-only changes.
+"""``python -m tests.deepspeed_job <overrides>``: emorl.train with completions of uneven lengths.
 
-* The length reward of :mod:`tests.length_reward_job` (the untrained test base earns no other).
-* Under several processes, process 0 stops sampling after 3 tokens and the others after 12:
-  completions of different lengths per process, the case ZeRO-3's ``synced_gpus`` exists for.
+Under several processes, process 0 stops sampling after 3 tokens and the others after 12:
+completions of different lengths per process, the case ZeRO-3's ``synced_gpus`` exists for.
 
 Run as a module so that Lightning starts the second process with the same command.  Importing
 this module changes nothing; running it does.
@@ -11,7 +10,6 @@ this module changes nothing; running it does.
 import torch
 
 from emorl import rollout, train
-from tests.length_reward_job import use_length_reward
 
 
 def uneven_lengths() -> None:
@@ -26,6 +24,5 @@ def uneven_lengths() -> None:
 
 
 if __name__ == "__main__":
-    use_length_reward()
     uneven_lengths()
     train.main()

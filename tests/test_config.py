@@ -21,7 +21,7 @@ def test_every_group_has_files():
 
 
 @pytest.mark.parametrize("group,name", CASES)
-def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_path):
+def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_path, request, monkeypatch):
     required = {"meld": "root", "iemocap": "root", "ravdess": "root", "savee": "root", "manifest": "path"}
     extra = [f"dataset.{required[name]}={tmp_path}"] if group == "dataset" and name in required else []
     if group == "dataset" and name == "manifest":
@@ -32,24 +32,33 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         strategy = instantiate(cfg.reasoning)
         assert strategy.name == name
     elif group == "reward":
+        from emorl.builders import build_rewards
         from emorl.prompts import get_strategy
 
-        fn = instantiate(cfg.reward.accuracy, _partial_=True)(labels=["joy", "anger"], strategy=get_strategy("ir"))
-        assert fn(["<answer>joy</answer>"], label=["joy"], alpha=1.0) == [1.0]
+        rewards = build_rewards(cfg.reward, get_strategy("ir"), ["joy", "anger"])
+        assert dict(rewards.weights) == {"format": 1.0, "accuracy": 1.0}
+        total, parts = rewards(["<answer>joy</answer>", "<answer>anger</answer>"], label=["joy", "joy"], alpha=1.0)
+        assert total.tolist() == [2.0, 0.0]  # IR: format (the paper's rule) and accuracy both need the right answer
     elif group == "dataset":
         corpus = instantiate(cfg.dataset.corpus)
         assert len(corpus.labels) == {"iemocap": 4, "ravdess": 8}.get(name, 7)
-    elif group == "algo" and name == "sft":
-        # the paper's SFT + IR: IR answers, AdamW at 1e-5, five epochs, gold responses in the batches
-        assert (cfg.reasoning.name, cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.data.targets) == ("ir", 1e-5, 5, True)
-        # validation by a share of an epoch is a valid Trainer setting (SMALL overrides it with steps)
-        trainer = instantiate(cfg.trainer, logger=False, val_check_interval=cfg.algo.val_check_interval)
-        assert trainer.max_epochs == 5 and trainer.val_check_interval == 0.25
     elif group == "algo":
-        from emorl.modules.grpo import GRPOConfig
+        from hydra.utils import get_class
 
-        GRPOConfig(**OmegaConf.to_container(cfg.algo.grpo))
-        assert cfg.optimizer.lr == cfg.model.lr and cfg.data.targets is False
+        from emorl.builders import grpo_settings
+
+        module = get_class(cfg.algo.module._target_)
+        assert module.__name__ == {"grpo": "GRPOModule", "sft": "SFTModule"}[name]
+        assert (grpo_settings(cfg) is None) == (name == "sft")
+        if name == "sft":
+            # the paper's SFT + IR: IR answers, AdamW at 1e-5, five epochs, gold responses in the batches
+            assert (cfg.reasoning.name, cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.data.targets) == ("ir", 1e-5, 5, True)
+            # validation by a share of an epoch is a valid Trainer setting (SMALL overrides it with steps)
+            trainer = instantiate(cfg.trainer, logger=False, val_check_interval=cfg.algo.val_check_interval)
+            assert trainer.max_epochs == 5 and trainer.val_check_interval == 0.25
+        else:
+            assert grpo_settings(cfg).num_generations == 3  # the tests' G (SMALL), read through the checked settings
+            assert cfg.optimizer.lr == cfg.model.lr and cfg.data.targets is False
     elif group == "optimizer":
         import torch
 
@@ -87,11 +96,36 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         reward, reasoning = name.split("_")
         assert (cfg.reward.name, cfg.reasoning.name) == (reward, reasoning)
     elif group == "model":
-        assert ("pretrained" in cfg.model) and ("lora" in cfg.model)
+        # every model file builds its policy on the tiny base: dtype, LoRA or full, gradient checkpointing
+        import torch
+
+        from emorl.builders import build_policy
+
+        tiny_base = request.getfixturevalue("tiny_base")
+        cfg = cfg_factory(f"model={name}", f"model.pretrained={tiny_base}")
+        policy, _, reference = build_policy(cfg, str(tiny_base))
+        trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+        if cfg.model.lora:
+            assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
+            assert reference is None  # the policy with adapters disabled is the reference
+        else:
+            assert len(trainable) == len(list(policy.parameters())) and reference is not None
+        assert bool(policy.is_gradient_checkpointing) == bool(cfg.model.gradient_checkpointing)
+        # the backbone's weights in the configured dtype (peft keeps LoRA adapters in float32)
+        assert {p.dtype for n, p in policy.named_parameters() if "lora_" not in n} == {getattr(torch, cfg.model.dtype)}
     elif group == "data":
         assert cfg.data.batch_size == cfg.algo.grpo.prompts_per_step
     elif group == "paths":
-        assert str(cfg.paths.cache_dir)
+        # the cache lies under EMORL_ROOT (default: the working directory) unless EMORL_CACHE names it
+        from hydra import compose, initialize_config_dir
+
+        monkeypatch.setenv("EMORL_ROOT", str(tmp_path))
+        monkeypatch.delenv("EMORL_CACHE", raising=False)
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            assert Path(compose("train").paths.cache_dir) == tmp_path / ".cache"
+        monkeypatch.setenv("EMORL_CACHE", str(tmp_path / "elsewhere"))
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            assert Path(compose("train").paths.cache_dir) == tmp_path / "elsewhere"
 
 
 def test_the_slurm_launcher_composes_a_sweep_for_cluster_jobs(cfg_factory):

@@ -14,6 +14,7 @@ import torch
 from emorl import algos
 from emorl.distributed import global_mean
 from tests.conftest import SMALL
+from tests.rewards import LENGTH_REWARD
 
 N, T, G = 12, 7, 3  # 4 prompts x G completions, split 2 + 2 over two processes
 
@@ -94,31 +95,86 @@ def test_a_multirun_sweep_with_ddp_writes_one_folder_with_one_folder_per_job(tmp
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log
 
 
-# GRPO under DeepSpeed on two CPU processes (tests/deepspeed_job.py: a length reward, and process 0
-# stops generating after 3 tokens, process 1 after 12: without synced_gpus, under ZeRO-3, process
-# 1's forward passes would wait forever for process 0's parameter shards).
-@pytest.mark.slow
-@pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_grpo_steps_run_under_deepspeed_on_two_cpu_processes(tmp_path, cache_dir, stage):
-    run = tmp_path / "run"
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    overrides = [
-        *SMALL, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run}", f"strategy=deepspeed_{stage}",
-        "strategy.strategy._target_=tests.cpu_deepspeed.CPUDeepSpeedStrategy", "trainer.devices=2",
-        "algo.grpo.micro_batch_size=6", "save_model=false", "checkpoint.every_n_steps=0",
-        "trainer.val_check_interval=100", "checkpoint.select=last", "eval.base=false",
-    ]
-    proc = subprocess.run([sys.executable, "-m", "tests.deepspeed_job", *overrides], cwd=Path(__file__).parents[1],
-                          env=env, capture_output=True, text=True, timeout=600)
+# Two processes train the weights one process trains: with algo.grpo.seed_per_prompt each group is
+# sampled from its own seed, so 1 process with 4 prompts and 2 processes with 2 each draw the same
+# completions, advantages and (averaged) gradients.  Runs score completions by length (tests/rewards.py).
+# Adam's first update is +-lr for any gradient well above its eps: a gradient entry that cancels to
+# rounding noise (one process sums 4 prompts, two processes 2 + 2) would move by +-lr either way, so
+# these runs use eps=1e-3, which keeps such entries still and real gradients moving.
+ONE_PROCESS = ["algo.grpo.prompts_per_step=4", "algo.grpo.micro_batch_size=12"]
+TWO_PROCESSES = {
+    "ddp": ["algo.grpo.prompts_per_step=2", "algo.grpo.micro_batch_size=6", "strategy=ddp", "trainer.devices=2"],
+    # DeepSpeed on CPU processes through a test-only subclass of Lightning's strategy (tests/cpu_deepspeed.py)
+    **{stage: ["algo.grpo.prompts_per_step=2", "algo.grpo.micro_batch_size=6", f"strategy=deepspeed_{stage}",
+               "strategy.strategy._target_=tests.cpu_deepspeed.CPUDeepSpeedStrategy", "trainer.devices=2"]
+       for stage in ("zero2", "zero3")},
+}
+ENV = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1", "DS_ACCELERATOR": "cpu"}
+
+
+def run_job(run: Path, cache_dir: Path, extra: list[str], module: str = "emorl.train") -> str:
+    overrides = [*SMALL, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run}", "trainer.max_steps=2",
+                 "algo.grpo.seed_per_prompt=true", "trainer.val_check_interval=100", "checkpoint.select=last",
+                 "checkpoint.every_n_steps=2", "eval.base=false", "optimizer.eps=1e-3", *LENGTH_REWARD, *extra]
+    proc = subprocess.run([sys.executable, "-m", module, *overrides], cwd=Path(__file__).parents[1],
+                          env=ENV, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
-    assert (run / "train_ddp_process_1.log").exists(), "the second process ran"
+    return log
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    """A saved model's parameters by their names in the module (as checkpoints name them)."""
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    return Qwen2AudioForConditionalGeneration.from_pretrained(model_dir).state_dict()
+
+
+def trained_weights(run: Path) -> dict[str, torch.Tensor]:
+    """The policy's weights after training: the exported model, or (ZeRO-3, no export) the consolidated checkpoint."""
+    if (run / "model").is_dir():
+        return weights(run / "model")
+    from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+    state = convert_zero_checkpoint_to_fp32_state_dict(run / "checkpoints" / "last.ckpt", run / "consolidated.pt")
+    return {k.removeprefix("policy."): v for k, v in state["state_dict"].items() if k.startswith("policy.")}
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory, cache_dir) -> dict[str, torch.Tensor]:
+    """Weights after 2 steps of 4 prompts on one process, and the base's."""
+    run = tmp_path_factory.mktemp("one") / "run"
+    run_job(run, cache_dir, ONE_PROCESS)
+    base = Path(json.loads((run / "model" / "emorl.json").read_text())["base_model"])
+    return {"trained": trained_weights(run), "base": weights(base)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "zero2", "zero3"])
+def test_two_processes_train_the_same_weights_as_one(tmp_path, cache_dir, one_process, strategy):
+    extra = TWO_PROCESSES[strategy] + (["save_model=false"] if strategy == "zero3" else [])
+    run_job(tmp_path / "run", cache_dir, extra)
+    assert (tmp_path / "run" / "train_ddp_process_1.log").exists(), "the second process ran"
+    one, two, base = one_process["trained"], trained_weights(tmp_path / "run"), one_process["base"]
+    moved = {k for k, w in one.items() if not torch.equal(base[k], w)}
+    assert moved, "training moved no weight"
+    assert moved <= set(two) <= set(one)  # ZeRO-3's consolidated checkpoint holds the trainable weights only
+    for key, weight in two.items():
+        assert torch.allclose(one[key], weight, atol=1e-5), f"{strategy}: {key}"
+
+
+# Under ZeRO-3, process 0 stops generating after 3 tokens and process 1 after 12 (tests/deepspeed_job.py):
+# without synced_gpus, process 1's forward passes would wait forever for process 0's parameter shards.
+@pytest.mark.slow
+def test_zero3_keeps_a_process_with_shorter_completions_stepping_for_the_others(tmp_path, cache_dir):
+    run = tmp_path / "run"
+    run_job(run, cache_dir, [*TWO_PROCESSES["zero3"], "save_model=false", "checkpoint.every_n_steps=0"],
+            module="tests.deepspeed_job")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 2
     final = metrics["train"]["final"]
     assert final["train/advantage_abs"] > 0 and torch.isfinite(torch.tensor(final["train/loss"]))
-    if stage == "zero3":  # process 0's completions are the short ones; it kept stepping for process 1
-        assert final["train/completion_length"] <= 3
+    assert final["train/completion_length"] <= 3  # process 0 logs its own (short) completions; it kept stepping
 
 
 def test_deepspeed_settings_it_cannot_run_are_refused_before_loading(cfg_factory, tmp_path):
@@ -131,27 +187,3 @@ def test_deepspeed_settings_it_cannot_run_are_refused_before_loading(cfg_factory
     with pytest.raises(ValueError, match="save_model=false"):
         train(cfg)
     assert not (tmp_path / "c").exists()
-
-
-
-@pytest.mark.slow
-def test_two_ddp_processes_train_the_same_weights_as_one(tmp_path, cache_dir):
-    """seed_per_prompt: each group is sampled from its own seed, so 1 process with 4 prompts and
-    2 processes with 2 each draw the same completions, advantages and (averaged) gradients."""
-    from safetensors.torch import load_file
-
-    runs = {"one": ["algo.grpo.prompts_per_step=4", "algo.grpo.micro_batch_size=12"],
-            "two": ["algo.grpo.prompts_per_step=2", "algo.grpo.micro_batch_size=6", "strategy=ddp", "trainer.devices=2"]}
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    for name, extra in runs.items():
-        overrides = [*SMALL, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={tmp_path / name}", "trainer.max_steps=2",
-                     "algo.grpo.seed_per_prompt=true", "trainer.val_check_interval=100", "checkpoint.select=last",
-                     "checkpoint.every_n_steps=0", "eval.base=false", *extra]
-        proc = subprocess.run([sys.executable, "-m", "tests.length_reward_job", *overrides], cwd=Path(__file__).parents[1],
-                              env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    one, two = (load_file(tmp_path / n / "model" / "model.safetensors") for n in ("one", "two"))
-    base = load_file(Path(json.loads((tmp_path / "one" / "model" / "emorl.json").read_text())["base_model"]) / "model.safetensors")
-    assert any(not torch.equal(base[k], w) for k, w in one.items()), "training moved no weight"
-    for key, weight in one.items():
-        assert torch.allclose(weight, two[key], atol=1e-5), key

@@ -61,20 +61,57 @@ def test_evaluate_of_the_base_needs_a_prompt(cache_dir, tmp_path):
         evaluate(cfg)
 
 
-def test_predict_reads_any_format_and_prints_emotion_and_reasoning(tiny_ckpt, tmp_path, capsys):
+ESR_SECTIONS = {"transcript": "I lost it", "keywords": "lost", "prosody": "pitch low, speed slow", "synthesis": "sad words, low voice"}
+
+
+@pytest.fixture(scope="module")
+def esr_ckpt(tiny_base, tmp_path_factory) -> Path:
+    """The tiny base taught one ESR answer to predict's question (IEMOCAP's labels), exported as emorl exports."""
+    import numpy as np
+
+    from emorl.data.batching import Collator, Example
+    from emorl.emotions import label_set
+    from emorl.models.loading import load_backbone
+    from emorl.prompts import get_strategy
+
+    torch.manual_seed(0)
+    model, processor = load_backbone(tiny_base)
+    esr, labels = get_strategy("esr"), label_set("iemocap4")
+    target = esr.render(answer="sad", sections=ESR_SECTIONS)
+    rng = np.random.default_rng(0)
+    t = [np.arange(int(16000 * seconds)) / 16000 for seconds in (0.3, 0.5, 1.0, 2.0)]
+    clips = [0.3 * np.sin(2 * np.pi * 220.0 * x) for x in t] + [0.1 * rng.standard_normal(x.size) for x in t]
+    batch = Collator(processor)([Example(audio=c.astype(np.float32), text=esr.prompt(labels), target=target) for c in clips])
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask", "labels")}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(120):
+        loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert loss.item() < 0.05, f"the ESR answer was not learnt (loss {loss.item():.3f})"
+    out = tmp_path_factory.mktemp("esr") / "model"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    (out / "emorl.json").write_text(json.dumps({"labels": list(labels), "reasoning": "esr"}))
+    return out
+
+
+def test_predict_reads_any_format_and_prints_emotion_and_reasoning(esr_ckpt, tmp_path, capsys):
     from emorl.predict import main
 
     clips = [write_wav(tmp_path / "a.wav", rate=8000), write_wav(tmp_path / "b.flac", rate=44100, channels=2),
              write_wav(tmp_path / "c.mp3", rate=22050), write_mp4(tmp_path / "d.mp4")]
-    results = main([*map(str, clips), f"ckpt={tiny_ckpt}", "reasoning=esr", "labels=iemocap4", "--json"])
+    results = main([*map(str, clips), f"ckpt={esr_ckpt}", "--json"])
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["path"] for r in printed] == [str(c) for c in clips]
     assert printed == results
-    for r in results:
-        assert r["emotion"] in (None, "neutral", "happy", "angry", "sad")
-        assert set(r["reasoning"]) <= {"transcript", "keywords", "prosody", "synthesis"}
+    for r in results:  # the checkpoint's labels and strategy; every clip's answer parsed, every section read back
+        assert r["emotion"] in ("neutral", "happy", "angry", "sad"), r["response"]
+        assert set(r["reasoning"]) == set(ESR_SECTIONS) and all(r["reasoning"].values()), r["response"]
     with pytest.raises(SystemExit, match="nope.wav: no such audio file"):
-        main([str(tmp_path / "nope.wav"), f"ckpt={tiny_ckpt}"])
+        main([str(tmp_path / "nope.wav"), f"ckpt={esr_ckpt}"])
     with pytest.raises(SystemExit, match="give the model: ckpt="):
         main([str(clips[0])])
 
@@ -87,20 +124,18 @@ def test_reasoning_parts_render_readably(tiny_ckpt):
 
 
 @pytest.mark.slow
-def test_the_exported_adapter_reproduces_emorls_answers_with_plain_transformers_and_peft(cfg_factory, monkeypatch):
+def test_the_exported_adapter_reproduces_emorls_answers_with_plain_transformers_and_peft(cfg_factory):
     import librosa
     from peft import PeftModel
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-    from emorl import train as train_module
-    from emorl.rewards.combine import RewardSet
+    from emorl.train import train
+    from tests.rewards import LENGTH_REWARD
 
     # length reward: varies in every group, so the adapter moves away from zero (no-op) weights
-    monkeypatch.setattr(train_module, "build_rewards", lambda cfg, strategy, labels: RewardSet(
-        {"length": lambda completions, **kw: [len(c) / 10 for c in completions]}, {}))
     cfg = cfg_factory("model.lora={r: 8, alpha: 16}", "model.lr=3e-2", "eval.base=false", "trainer.max_steps=3",
-                      "algo.grpo.max_new_tokens=24")
-    metrics, _ = train_module.train(cfg)
+                      "algo.grpo.max_new_tokens=24", *LENGTH_REWARD)
+    metrics, _ = train(cfg)
     run = Path(metrics["run_dir"])
     model_dir = run / "model"
     info = json.loads((model_dir / "emorl.json").read_text())

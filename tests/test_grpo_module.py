@@ -8,6 +8,7 @@ import torch
 from emorl.modules.grpo import GRPOConfig
 from emorl.rollout import Rollout
 from emorl.train import train
+from tests.rewards import LENGTH_REWARD
 
 LORA = "model.lora={r: 8, alpha: 16}"
 
@@ -19,7 +20,9 @@ LORA = "model.lora={r: 8, alpha: 16}"
     ["algo.grpo.loss_type=dr_grpo", "algo.grpo.micro_batch_size=2", "algo.grpo.num_generations=2"],
 ])
 def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monkeypatch, variant):
-    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", *variant)
+    # An untrained base earns 0 everywhere (zero advantages, no gradient): score by length instead,
+    # which always varies within a group of sampled completions.
+    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", *LENGTH_REWARD, *variant)
     captured = {}
 
     from emorl.modules import grpo
@@ -32,15 +35,6 @@ def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monk
             original(self)
 
     monkeypatch.setattr(grpo.GRPOModule, "on_fit_start", snapshot, raising=False)
-    # An untrained base earns 0 everywhere (zero advantages, no gradient): score by length instead,
-    # which always varies within a group of sampled completions.
-    from emorl import train as train_module
-    from emorl.rewards.combine import RewardSet
-
-    monkeypatch.setattr(
-        train_module, "build_rewards",
-        lambda cfg, strategy, labels: RewardSet({"length": lambda completions, **kw: [len(c) / 10 for c in completions]}, {}),
-    )
     metrics, objects = train(cfg)
     module = objects["module"]
     after = {n: p.detach() for n, p in module.policy.named_parameters() if p.requires_grad}
@@ -60,14 +54,13 @@ def test_a_training_step_changes_parameters_and_loss_is_finite(cfg_factory, monk
     assert final["train/kl"] >= 0
     iterations = 2 if "algo.grpo.num_iterations=2" in variant else 1
     assert metrics["train"]["steps"] == iterations  # Lightning counts optimizer steps
-    assert set(metrics["trained"]) >= {"ua", "wa", "f1", "unparsed_rate", "recall", "confusion", "predicted"}
-    assert (cfg.paths.output_dir and (module.run_dir / "metrics.json").exists())
+    assert sum(metrics["trained"]["predicted"].values()) == metrics["trained"]["n"] == 14  # every test clip answered
 
 
 def test_each_completion_is_scored_against_its_own_prompt(cfg_factory):
     from hydra.utils import instantiate
 
-    from emorl.train import build_rewards
+    from emorl.builders import build_rewards
 
     cfg = cfg_factory("reward=bcr", "reasoning=ir")
     strategy = instantiate(cfg.reasoning)
@@ -77,20 +70,21 @@ def test_each_completion_is_scored_against_its_own_prompt(cfg_factory):
     module = GRPOModule.__new__(GRPOModule)
     torch.nn.Module.__init__(module)
     module.algo = GRPOConfig(num_generations=3, prompts_per_step=2, micro_batch_size=3)
-    module.rewards = build_rewards(cfg, strategy, labels)
-    module._progress = lambda: TrainingProgress(0, 10)
+    module.rewards = build_rewards(cfg.reward, strategy, labels)
     texts = ["<answer>joy</answer>", "<answer>anger</answer>", "<answer>joy</answer>",
-             "<answer>joy</answer>", "<answer>anger</answer>", "<answer>anger</answer>"]
+             "<answer>joy</answer>", "<answer>anger</answer>", "anger"]
     ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(3), completion_ids=torch.zeros(6, 1),
                  completion_mask=torch.ones(6, 1), texts=texts)
     batch = {"label": ["joy", "anger"], "options": [labels, labels]}
-    total, parts = module.score(ro, batch)
-    assert parts["accuracy"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
-    assert total.tolist() == [2.0, 1.0, 2.0, 1.0, 2.0, 2.0]
+    total, parts = module.score(ro, batch, TrainingProgress(0, 10))
+    assert parts["accuracy"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    # IR's format reward (the paper's rule): only a correct, tagged answer earns it
+    assert parts["format"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    assert total.tolist() == [2.0, 0.0, 2.0, 0.0, 2.0, 0.0]
 
 
 @pytest.mark.parametrize("fields,match", [
-    (dict(num_generations=1), "num_generations"),
+    (dict(num_generations=1), "algo.grpo.num_generations"),
     (dict(prompts_per_step=3, num_generations=6, micro_batch_size=4), "not divisible"),
     (dict(loss_type="ppo"), "Supported loss types"),
     (dict(beta=-1.0), "beta"),
@@ -115,12 +109,8 @@ def test_invalid_settings_fail_before_any_model_is_built(cfg_factory, tmp_path):
     (2, 5),  # + old log-probs once, + a second policy forward
 ])
 def test_a_grpo_step_encodes_each_clip_once_per_pass(cfg_factory, monkeypatch, iterations, passes):
-    from emorl import train as train_module
     from emorl.modules import grpo
-    from emorl.rewards.combine import RewardSet
 
-    monkeypatch.setattr(train_module, "build_rewards", lambda cfg, strategy, labels: RewardSet(
-        {"length": lambda completions, **kw: [len(c) / 10 for c in completions]}, {}))
     rows: list[int] = []
     counting = {"on": False}
     original_fit_start = grpo.GRPOModule.on_fit_start
@@ -144,9 +134,9 @@ def test_a_grpo_step_encodes_each_clip_once_per_pass(cfg_factory, monkeypatch, i
     monkeypatch.setattr(grpo.GRPOModule, "on_fit_start", hook_towers)
     monkeypatch.setattr(grpo.GRPOModule, "training_step", counted_step)
     # 2 prompts x G=3; micro-batches of 3 completions: one prompt each
-    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", "model.lora=null", "model.lr=1e-4",
+    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", "model.lora=null", "model.lr=1e-4", *LENGTH_REWARD,
                       f"algo.grpo.num_iterations={iterations}", f"trainer.max_steps={iterations}")
-    train_module.train(cfg)
+    train(cfg)
     assert sum(rows) == 2 * passes, rows  # 2 clips per pass, never one per completion (6)
 
 
@@ -158,3 +148,82 @@ def test_bench_table_reports_shared_over_plain_ratios():
     lines = table({"tiny": {"plain": plain, "shared": shared}}).splitlines()
     ratio = [cell.strip() for cell in lines[-1].split("|")[3:-1]]
     assert ratio == ["**0.50**"] * 5 + ["**2.00**", "**0.75**"]  # phases and step halve, tokens/s doubles
+
+
+def csv_rows(run_dir) -> list[dict]:
+    """The per-step rows of the CSV logger (training metrics only)."""
+    import csv
+    from pathlib import Path
+
+    (path,) = Path(run_dir).rglob("metrics.csv")
+    return [r for r in csv.DictReader(open(path)) if r.get("train/reward_mean")]
+
+
+def test_eswr_alpha_decays_over_an_epoch_bounded_run(cfg_factory):
+    # 2 epochs of 2 batches (no step limit): 4 updates, and alpha 1, 0.75, 0.5, 0.25 at their start
+    cfg = cfg_factory("reward=eswr", "trainer.max_steps=-1", "trainer.max_epochs=2", "+trainer.limit_train_batches=2",
+                      "eval.base=false", "checkpoint.select=last", "save_model=false")
+    metrics, _ = train(cfg)
+    assert metrics["train"]["steps"] == 4
+    assert [float(r["train/alpha"]) for r in csv_rows(cfg.paths.output_dir)] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_alpha_counts_every_update_of_a_rollout_batch(cfg_factory):
+    # num_iterations=2: 2 updates per batch; 3 batches (max_steps=6 updates): alpha at their start 1, 2/3, 1/3
+    cfg = cfg_factory("reward=eswr", "trainer.max_steps=6", "algo.grpo.num_iterations=2", "eval.base=false",
+                      "trainer.val_check_interval=100", "checkpoint.select=last", "save_model=false")
+    train(cfg)
+    assert [float(r["train/alpha"]) for r in csv_rows(cfg.paths.output_dir)] == pytest.approx([1.0, 2 / 3, 1 / 3])
+
+
+def test_final_training_metrics_are_the_last_steps_even_when_an_earlier_checkpoint_is_tested(cfg_factory, monkeypatch):
+    from emorl.modules import base
+
+    # validation UA falls from the first validation (step 2) to the second (step 4): best.ckpt is step 2's
+    scores = iter([0.9, 0.1])
+    original = base.classification_metrics
+
+    def falling(preds, targets, labels):
+        result = original(preds, targets, labels)
+        return {**result, "ua": next(scores, result["ua"])}
+
+    monkeypatch.setattr(base, "classification_metrics", falling)
+    cfg = cfg_factory("trainer.max_steps=4", "trainer.val_check_interval=2", "eval.base=false", "save_model=false",
+                      *LENGTH_REWARD)
+    metrics, _ = train(cfg)
+    assert metrics["train"]["selected_step"] == 2 and metrics["train"]["selected_checkpoint"] == "best.ckpt"
+    rewards = [float(r["train/reward_mean"]) for r in csv_rows(cfg.paths.output_dir)]
+    assert len(rewards) == 4
+    assert metrics["train"]["final"]["train/reward_mean"] == pytest.approx(sum(rewards) / 4)  # all 4 steps, not 2
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_grpo_raises_the_probability_of_the_rewarded_completion_and_lowers_the_penalised_one(cfg_factory, esr_batch, sign):
+    """A reward for one completion (all "e") raises its log-probability; the opposite reward lowers it.
+
+    Catches a flipped loss sign, advantages sent to the wrong completions, and a KL term that
+    outweighs the policy gradient.
+    """
+    from hydra.utils import instantiate
+
+    from emorl import rollout
+    from emorl.builders import resolve_model_path
+    from emorl.models.loading import load_backbone, suppressed_token_ids
+
+    cfg = cfg_factory("trainer.max_steps=4", "eval.base=false", "trainer.val_check_interval=100", "checkpoint.select=last",
+                      "save_model=false", "reward.format=null", "reward.accuracy=null", "model.lr=1e-3",
+                      f"+reward.char={{_target_: tests.rewards.make_char_reward, char: e, sign: {sign}}}")
+    base, processor = load_backbone(resolve_model_path(cfg, instantiate(cfg.dataset.corpus), instantiate(cfg.reasoning)))
+    e = processor.tokenizer.convert_tokens_to_ids("e")
+    inputs = rollout.model_inputs(esr_batch)
+    favoured = rollout.Rollout(prompt=inputs, prompt_index=torch.arange(3), completion_ids=torch.full((3, 8), e),
+                               completion_mask=torch.ones(3, 8, dtype=torch.long), texts=["e" * 8] * 3)
+
+    def log_prob(policy) -> float:
+        with torch.no_grad(), rollout.evaluation_mode(policy):
+            return float(rollout.completion_log_probs(policy, favoured, suppress_ids=suppressed_token_ids(processor)).sum())
+
+    before = log_prob(base)
+    _, objects = train(cfg)
+    after = log_prob(objects["module"].policy)
+    assert sign * (after - before) > 1.0, (before, after)

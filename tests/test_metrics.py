@@ -40,3 +40,25 @@ def test_confusion_png_is_written(tmp_path):
     m = classification_metrics(["joy", "anger"], ["joy", "joy"], LABELS)
     path = plot_confusion(m["confusion"], LABELS, tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ua_and_macro_f1_equal_scikit_learns_on_random_predictions(seed):
+    """UA is balanced accuracy over the classes present; F1 is the macro mean over every label.
+
+    The random predictions include unparsed answers (None) and a label no target has ("surprise"):
+    a predicted-but-absent class scores F1 0 and lowers the macro mean, as in scikit-learn.
+    """
+    sklearn = pytest.importorskip("sklearn.metrics")
+    import random
+
+    labels = ["neutral", "joy", "anger", "surprise"]
+    rng = random.Random(seed)
+    targets = [rng.choice(labels[:3]) for _ in range(60)]  # surprise never the gold label
+    preds = [rng.choice([*labels, None]) for _ in range(60)]
+    assert "surprise" in preds and "surprise" not in targets
+    m = classification_metrics(preds, targets, labels)
+    y_pred = ["(unparsed)" if p is None else p for p in preds]
+    assert m["f1"] == pytest.approx(sklearn.f1_score(targets, y_pred, average="macro", labels=labels, zero_division=0))
+    assert m["ua"] == pytest.approx(sklearn.balanced_accuracy_score(targets, y_pred))
+    assert m["wa"] == pytest.approx(sklearn.accuracy_score(targets, y_pred))

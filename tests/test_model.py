@@ -253,3 +253,50 @@ def test_log_probs_with_gradient_checkpointing_equal_those_without(tiny, small_c
     checkpointed.sum().backward()
     assert torch.allclose(plain, checkpointed, atol=1e-5)
     assert torch.allclose(grad, model.lm_head.weight.grad, atol=1e-5)
+
+
+def test_log_probs_are_those_of_the_sampler_when_tokens_are_suppressed(tiny, esr_batch):
+    """The sampler never draws the audio placeholders (their probability renormalises over the rest);
+    the log-probs GRPO computes must be of that same distribution, or the ratio is biased."""
+    model, processor = tiny
+    audio_id = model.config.audio_token_id
+    with torch.no_grad():  # give the suppressed <|AUDIO|> most of the probability mass
+        model.lm_head.weight[audio_id] = 50 * model.lm_head.weight.abs().max()
+    suppress, end_ids = suppressed_token_ids(processor), end_token_ids(model, processor)
+    inputs = rollout.model_inputs(esr_batch)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=6, do_sample=True, top_k=0, suppress_tokens=suppress,
+                             output_scores=True, return_dict_in_generate=True, eos_token_id=end_ids,
+                             pad_token_id=processor.tokenizer.pad_token_id)
+    ids = out.sequences[:, inputs["input_ids"].shape[1]:]
+    mask = rollout.completion_mask(ids, end_ids)
+    sampler = torch.stack(out.scores, dim=1).log_softmax(-1).gather(-1, ids[..., None])[..., 0]  # after suppression
+    ro = rollout.Rollout(prompt=inputs, prompt_index=torch.arange(3), completion_ids=ids, completion_mask=mask, texts=[""] * 3)
+    with torch.no_grad():
+        scored = rollout.completion_log_probs(model, ro, suppress_ids=suppress)
+    assert torch.allclose(scored[mask.bool()], sampler[mask.bool()], atol=1e-4)
+    assert (scored[~mask.bool()] == 0).all()  # padding after the end is no part of the completion
+
+
+def test_sampling_runs_in_evaluation_mode_and_restores_every_modules_mode(tiny, esr_batch):
+    model, processor = tiny
+    policy = wrap_for_training(model, {"r": 4, "alpha": 8, "dropout": 0.5})
+    with torch.no_grad():  # adapters that act, so that their dropout would show
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    policy.train()
+    policy.base_model.model.model.audio_tower.eval()  # a mixed state must come back as it was
+    before = [m.training for m in policy.modules()]
+    seen = []
+    hook = policy.base_model.model.lm_head.register_forward_pre_hook(lambda m, args: seen.append(policy.training))
+    _rollout(policy, processor, esr_batch, g=2, tokens=4)
+    hook.remove()
+    assert seen and not any(seen), "every forward of the sampler runs in evaluation mode (no dropout)"
+    assert [m.training for m in policy.modules()] == before
+    # with dropout 0.5 active, two samplings from the same seed would differ; in evaluation mode they agree
+    torch.manual_seed(5)
+    first = _rollout(policy, processor, esr_batch, g=2, tokens=6).completion_ids
+    torch.manual_seed(5)
+    assert torch.equal(first, _rollout(policy, processor, esr_batch, g=2, tokens=6).completion_ids)

@@ -14,27 +14,19 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import SMALL
+from tests.rewards import LENGTH_REWARD
 
 # The untrained tiny base earns no format or accuracy reward (zero advantages, no update); the
-# runs score completions by length instead, which varies inside every group, so weights move.
-SCRIPT = """
-import sys
-from emorl import train
-from emorl.rewards.combine import RewardSet
-train.build_rewards = lambda cfg, strategy, labels: RewardSet(
-    {"length": lambda completions, **kw: [len(c) / 10 for c in completions]}, {})
-sys.argv = ["emorl.train", *sys.argv[1:]]
-train.main()
-"""
+# runs score completions by length instead (tests/rewards.py), which varies inside every group.
 
 
 def launch(run_dir: Path, cache: Path) -> subprocess.Popen:
     overrides = [
         *SMALL, f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}", "trainer.max_steps=10",
-        "trainer.val_check_interval=3", "checkpoint.every_n_steps=2", "logger=csv",
+        "trainer.val_check_interval=3", "checkpoint.every_n_steps=2", "logger=csv", *LENGTH_REWARD,
     ]
     env = {**os.environ, "WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, *overrides], env=env, cwd=Path(__file__).parents[1],
+    return subprocess.Popen([sys.executable, "-m", "emorl.train", *overrides], env=env, cwd=Path(__file__).parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

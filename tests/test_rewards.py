@@ -107,7 +107,7 @@ def test_conversational_completions_and_extra_columns_as_trl_passes_them():
     completions = [[{"role": "assistant", "content": ans("joy")}], [{"role": "assistant", "content": "joy"}]]
     extra = dict(prompts=["p", "p"], completion_ids=[[1], [2]], trainer_state=SimpleNamespace(global_step=0, max_steps=1))
     assert make_bcr_reward(MELD)(completions, label=["joy", "joy"], **extra) == [1.0, 0.0]
-    assert make_format_reward("ir")(completions, **extra) == [1.0, 0.0]
+    assert make_format_reward("ir", MELD)(completions, label=["joy", "joy"], **extra) == [1.0, 0.0]
     assert make_eswr_reward(MELD)(completions, label=["joy", "joy"], **extra) == [1.0, 0.0]
 
 
@@ -121,7 +121,7 @@ def test_total_is_format_plus_accuracy_and_components_stay_separate():
     assert parts["accuracy"].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert torch.equal(total, torch.tensor([2.0, 1.0, 1.0, 0.0]))
     with pytest.raises(ValueError, match="unknown components"):
-        RewardSet({"format": make_format_reward("ir")}, {"acc": 1.0})
+        RewardSet({"format": make_format_reward("eur")}, {"acc": 1.0})
 
 
 def test_eswr_alpha_horizon_ends_the_decay_early():
@@ -139,3 +139,35 @@ def test_eswr_scores_options_from_another_label_set_on_the_wheel():
     options = [("fearful", "surprise", "joy")]
     assert reward([ans("fearful")], label=["surprise"], options=options, alpha=1.0) == [pytest.approx(ADJ)]
     assert reward([ans("joy")], label=["surprise"], options=options, alpha=1.0) == [0.0]
+
+
+FORMAT_RULE_CASES = [
+    # (strategy, rule, completion, gold, expected, why)
+    ("ir", "paper", ans("joy"), "joy", 1.0, "IR, paper: tagged and correct"),
+    ("ir", "paper", ans("anger"), "joy", 0.0, "IR, paper: tagged but wrong earns no format reward (section 3.3.1)"),
+    ("ir", "paper", ans(" Joy. "), "joy", 1.0, "IR, paper: the answer is parsed as for accuracy"),
+    ("ir", "paper", ans("happiness"), "joy", 0.0, "IR, paper: not an option"),
+    ("ir", "paper", "joy", "joy", 0.0, "IR, paper: correct but not delimited"),
+    ("ir", "paper", "I think " + ans("joy"), "joy", 0.0, "IR, paper: correct but text outside the tags"),
+    ("ir", "structure", ans("anger"), "joy", 1.0, "IR, structure: any well-tagged answer"),
+    ("ir", "structure", "joy", "joy", 0.0, "IR, structure: no tags"),
+    ("eur", "paper", "<think>x</think>" + ans("anger"), "joy", 1.0, "EUR, paper: structure alone, a wrong answer too"),
+    ("eur", "paper", ans("joy"), "joy", 0.0, "EUR, paper: the think block is missing"),
+    ("esr", "paper", "<think>x</think>" + ans("joy"), "joy", 0.0, "ESR, paper: the four sections are missing"),
+]
+
+
+@pytest.mark.parametrize("strategy,rule,completion,gold,expected,why", FORMAT_RULE_CASES)
+def test_format_reward_rules(strategy, rule, completion, gold, expected, why):
+    reward = make_format_reward(strategy, MELD, rule=rule)
+    assert reward([completion], label=[gold]) == [expected], why
+
+
+def test_the_paper_rule_is_the_default_and_needs_the_gold_label():
+    assert make_format_reward("ir", MELD)([ans("anger")], label=["joy"]) == [0.0]
+    with pytest.raises(ValueError, match="label="):
+        make_format_reward("ir", MELD)([ans("joy")])
+    with pytest.raises(ValueError, match=r"Supported format rules are: \['paper', 'structure'\]"):
+        make_format_reward("ir", MELD, rule="loose")
+    # the question's own options decide what parses (cross-corpus questions)
+    assert make_format_reward("ir")([ans("fearful")], label=["fearful"], options=[("fearful", "calm")]) == [1.0]

@@ -50,31 +50,66 @@ class GRPOConfig:
     def __post_init__(self) -> None:
         if self.num_generations < 2:
             raise ValueError(
-                f"algo.num_generations={self.num_generations}: GRPO needs at least 2 completions per prompt "
-                "to compare them within a group; set algo.num_generations>=2"
+                f"algo.grpo.num_generations={self.num_generations}: GRPO needs at least 2 completions per prompt "
+                "to compare them within a group; set algo.grpo.num_generations>=2"
             )
+        for key in ("prompts_per_step", "micro_batch_size", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"algo.grpo.{key} must be >= 1, got {getattr(self, key)}")
         n = self.prompts_per_step * self.num_generations
         if n % self.micro_batch_size:
             raise ValueError(
-                f"algo.prompts_per_step x algo.num_generations = {n} completions per step is not divisible by "
-                f"algo.micro_batch_size={self.micro_batch_size}; choose a micro batch size that divides {n}"
+                f"algo.grpo.prompts_per_step x algo.grpo.num_generations = {n} completions per step is not divisible by "
+                f"algo.grpo.micro_batch_size={self.micro_batch_size}; choose a micro batch size that divides {n}"
             )
         if self.num_iterations < 1:
-            raise ValueError(f"algo.num_iterations must be >= 1, got {self.num_iterations}")
+            raise ValueError(f"algo.grpo.num_iterations must be >= 1, got {self.num_iterations}")
         if self.beta < 0:
-            raise ValueError(f"algo.beta must be >= 0, got {self.beta}")
+            raise ValueError(f"algo.grpo.beta must be >= 0, got {self.beta}")
         if self.temperature <= 0:
-            raise ValueError(f"algo.temperature must be > 0, got {self.temperature}")
+            raise ValueError(f"algo.grpo.temperature must be > 0, got {self.temperature}")
         algos.get_loss_aggregation(self.loss_type)
         algos.get_kl_estimator(self.kl_estimator)
 
 
 @dataclass
 class TrainingProgress:
-    """What reward functions see as ``trainer_state`` (the fields of ``transformers.TrainerState`` they use)."""
+    """What reward functions see as ``trainer_state`` (the fields of ``transformers.TrainerState`` they use).
+
+    ``global_step`` counts optimizer updates done; ``max_steps`` is the number the run will make.
+    """
 
     global_step: int
     max_steps: int
+
+
+def planned_updates(max_steps: int | None, max_epochs: int | None, batches_per_epoch: float, updates_per_batch: int = 1) -> int:
+    """Optimizer updates a run will make, whichever of its step and epoch limits comes first.
+
+    ``max_steps`` counts updates (Lightning stops when ``global_step`` reaches it); an epoch is
+    ``batches_per_epoch`` rollout batches of ``updates_per_batch`` updates each (GRPO's
+    ``num_iterations``).  -1 or None means no limit.
+
+    >>> planned_updates(150, -1, 262)          # step-bounded
+    150
+    >>> planned_updates(-1, 2, 100)            # epoch-bounded
+    200
+    >>> planned_updates(-1, 2, 100, 2)         # two updates per rollout batch
+    400
+    >>> planned_updates(50, 2, 100)            # the step limit comes first
+    50
+    """
+    bounds = []
+    if max_steps is not None and max_steps >= 0:
+        bounds.append(int(max_steps))
+    if max_epochs is not None and max_epochs >= 0 and batches_per_epoch != float("inf"):
+        bounds.append(int(max_epochs) * int(batches_per_epoch) * int(updates_per_batch))
+    if not bounds:
+        raise ValueError(
+            "the run has no end (trainer.max_steps=-1 and trainer.max_epochs=-1): schedules over training "
+            "(ESWR's alpha) need one; set trainer.max_steps or trainer.max_epochs"
+        )
+    return max(min(bounds), 1)
 
 
 class GRPOModule(EmotionModule):
@@ -132,23 +167,34 @@ class GRPOModule(EmotionModule):
 
     # ------------------------------------------------------------- training
     def _progress(self) -> TrainingProgress:
-        return TrainingProgress(global_step=self.global_step, max_steps=max(int(self.trainer.max_steps), 1))
+        """Updates done and the updates the run will make (from Lightning's step and epoch limits)."""
+        trainer = self.trainer
+        total = planned_updates(trainer.max_steps, trainer.max_epochs, trainer.num_training_batches, self.algo.num_iterations)
+        return TrainingProgress(global_step=int(self.global_step), max_steps=total)
+
+    def measured_log_probs(self, model, ro: rollout.Rollout) -> torch.Tensor:
+        """Per-token log-probs of the completions under ``model`` in evaluation mode, no gradient: (N, T).
+
+        Evaluation mode is the mode the completions were sampled in (no dropout): the reference
+        policy and the sampling ("old") policy are measured as they are, not as a dropout draw.
+        """
+        with torch.no_grad(), rollout.evaluation_mode(model):
+            return rollout.completion_log_probs(model, ro, self.algo.temperature, self.algo.share_prompt, self.suppress_ids)
 
     def reference_log_probs(self, ro: rollout.Rollout) -> torch.Tensor:
         """Per-token log-probs of the completions under the reference policy: (N, T)."""
-        with torch.no_grad():
-            if self.reference is not None:
-                return rollout.completion_log_probs(self.reference, ro, self.algo.temperature, self.algo.share_prompt)
-            with rollout.reference_policy(self.policy) as ref:
-                return rollout.completion_log_probs(ref, ro, self.algo.temperature, self.algo.share_prompt)
+        if self.reference is not None:
+            return self.measured_log_probs(self.reference, ro)
+        with rollout.reference_policy(self.policy) as ref:
+            return self.measured_log_probs(ref, ro)
 
-    def score(self, ro: rollout.Rollout, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def score(self, ro: rollout.Rollout, batch: dict, progress: TrainingProgress) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Rewards of every completion against its own prompt's label: (N,), components."""
         g = self.algo.num_generations
         columns = {
             "label": [label for label in batch["label"] for _ in range(g)],
             "options": [opts for opts in batch["options"] for _ in range(g)],
-            "trainer_state": self._progress(),
+            "trainer_state": progress,
         }
         return self.rewards(ro.texts, **columns)
 
@@ -180,16 +226,15 @@ class GRPOModule(EmotionModule):
         cfg = self.algo
         if len(batch["label"]) != cfg.prompts_per_step:
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
+        progress = self._progress()  # before this step's updates: what the rewards see
         ro = self.rollout(batch)
-        total, components = self.score(ro, batch)
+        total, components = self.score(ro, batch, progress)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
         mask = ro.completion_mask.float()
         ref_logp = self.reference_log_probs(ro) if cfg.beta > 0 else None
-        old_logp = None
-        if cfg.num_iterations > 1:
-            with torch.no_grad():
-                old_logp = rollout.completion_log_probs(self.policy, ro, cfg.temperature, cfg.share_prompt)
+        # the sampling policy's log-probs, for the clipped ratio of the second and later updates
+        old_logp = self.measured_log_probs(self.policy, ro) if cfg.num_iterations > 1 else None
 
         n = mask.shape[0]
         # bnpo/dapo divide by the batch's tokens: by the mean over processes, as DDP averages gradients
@@ -200,7 +245,9 @@ class GRPOModule(EmotionModule):
         for _ in range(cfg.num_iterations):
             update_loss = torch.zeros((), device=device)
             for chunk in chunks:
-                logp = rollout.completion_log_probs(self.policy, ro.rows(chunk), cfg.temperature, cfg.share_prompt)
+                logp = rollout.completion_log_probs(
+                    self.policy, ro.rows(chunk), cfg.temperature, cfg.share_prompt, self.suppress_ids
+                )
                 loss, metrics = algos.grpo_loss(
                     logp,
                     None if old_logp is None else old_logp[chunk],
@@ -227,9 +274,9 @@ class GRPOModule(EmotionModule):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        self._log_train(total, components, advantages, mask, step_metrics, batch, ro)
+        self._log_train(total, components, advantages, mask, step_metrics, batch, ro, progress)
 
-    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro) -> None:
+    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro, progress) -> None:
         g = self.algo.num_generations
         groups = total.view(-1, g)
         preds = [parse_label(self.strategy.extract_answer(t), self.labels) for t in ro.texts]
@@ -247,7 +294,7 @@ class GRPOModule(EmotionModule):
             values["train/format_rate"] = torch.nanmean(components["format"])
         alpha_at = getattr(self.rewards.functions.get("accuracy"), "alpha_at", None)
         if alpha_at is not None:
-            values["train/alpha"] = torch.tensor(alpha_at(self._progress()))
+            values["train/alpha"] = torch.tensor(alpha_at(progress))  # the alpha this step's rewards used
         for key, vs in step_metrics.items():
             values[f"train/{key}"] = torch.stack([v.float() for v in vs]).mean()
         values = {k: float(v) for k, v in values.items()}

@@ -1,0 +1,226 @@
+"""The composition root: configuration in, the objects of a run out.
+
+Every entry point (``train``, ``evaluate``, ``predict``, ``bench``) builds its rewards, model and
+LightningModule here, so that they never import each other and build the same things the same
+way.  Variants are chosen by ``_target_`` in the config groups: the LightningModule by
+``algo.module`` (GRPO, SFT), each reward component by its node in ``reward``.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- rewards
+def reward_components(reward_cfg: DictConfig) -> dict[str, DictConfig]:
+    """The component nodes of a ``reward`` config: every child with a ``_target_`` (null ones switched off)."""
+    return {
+        str(name): node
+        for name, node in reward_cfg.items()
+        if isinstance(node, DictConfig) and "_target_" in node
+    }
+
+
+def build_rewards(reward_cfg: DictConfig, strategy, labels):
+    """The weighted reward components of ``reward_cfg`` (EMO-RL eq. 4: format + accuracy).
+
+    Each component node names a factory by ``_target_``; the factory is called with the node's
+    other fields and ``labels=``, ``strategy=`` and returns a reward function in TRL's
+    convention.  ``weight`` (default 1) scales the component in the total.  Building checks the
+    settings (gamma, schedule names, rules), so this runs before any model is loaded.
+    """
+    from hydra.utils import instantiate
+
+    from emorl.rewards.combine import RewardSet
+
+    components = reward_components(reward_cfg)
+    if not components:
+        raise ValueError(
+            f"reward={reward_cfg.get('name')} has no component (a node with _target_): GRPO needs at least one"
+        )
+    functions, weights = {}, {}
+    for name, node in components.items():
+        settings = OmegaConf.to_container(node, resolve=True)
+        weights[name] = float(settings.pop("weight", 1.0))
+        functions[name] = instantiate(settings, _partial_=True)(labels=list(labels), strategy=strategy)
+    return RewardSet(functions, weights)
+
+
+# --------------------------------------------------------------------------- checks
+def grpo_settings(cfg: DictConfig):
+    """The checked :class:`~emorl.modules.grpo.GRPOConfig` of ``algo.grpo``, or None for an algo without one."""
+    from emorl.modules.grpo import GRPOConfig
+
+    node = cfg.algo.get("grpo")
+    return None if node is None else GRPOConfig(**OmegaConf.to_container(node, resolve=True))
+
+
+def check_strategy(cfg: DictConfig, algo) -> None:
+    """Settings DeepSpeed cannot run (yet), refused before any model is loaded."""
+    name = str(cfg.get("strategy", {}).get("name", "auto"))
+    if not name.startswith("deepspeed"):
+        return
+    if algo is not None and algo.micro_batch_size != algo.prompts_per_step * algo.num_generations:
+        raise ValueError(
+            f"strategy={name} runs one backward pass per step: set algo.grpo.micro_batch_size="
+            f"{algo.prompts_per_step * algo.num_generations} (prompts_per_step x num_generations per process), and lower "
+            "algo.grpo.prompts_per_step to fit memory; gradient accumulation over micro-batches under ZeRO is not verified"
+        )
+    if "zero3" in name and cfg.save_model:
+        raise ValueError(
+            f"strategy={name} shards the weights over the processes and emorl cannot export them yet: "
+            "set save_model=false (the checkpoints hold the run), or train with strategy=deepspeed_zero2"
+        )
+
+
+# --------------------------------------------------------------------------- models
+def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
+    """The pretrained id/path, or the embedded tiny base (built and cached when missing).
+
+    The embedded base is warm-started on the synthetic corpus, whose items carry the prosody and
+    key-word annotations its warm-start questions need; with a real corpus configured, the
+    default synthetic corpus is used for that.
+    """
+    if cfg.model.pretrained:
+        return str(cfg.model.pretrained)
+    from emorl.data.synthetic import SyntheticCorpus
+    from emorl.models.embedded import prepare_embedded_base
+
+    if not isinstance(corpus, SyntheticCorpus):
+        log.info("model=tiny with dataset=%s: the embedded base is warm-started on the default synthetic corpus",
+                 getattr(corpus, "name", "?"))
+        corpus = SyntheticCorpus(Path(cfg.paths.cache_dir) / "synthetic")
+    return str(
+        prepare_embedded_base(
+            cfg.paths.cache_dir,
+            corpus,
+            strategy,
+            seed=int(cfg.seed),
+            build=OmegaConf.to_container(cfg.model.build, resolve=True),
+            warm_start_settings=OmegaConf.to_container(cfg.model.warm_start, resolve=True),
+        )
+    )
+
+
+def module_takes(cfg: DictConfig, argument: str) -> bool:
+    """Whether the LightningModule of ``algo.module`` takes ``argument`` in its constructor."""
+    from hydra.utils import get_class
+
+    return argument in inspect.signature(get_class(cfg.algo.module._target_)).parameters
+
+
+def needs_frozen_reference(cfg: DictConfig) -> bool:
+    """Full fine-tuning with a KL penalty keeps a frozen copy of the starting model.
+
+    With LoRA the reference is the policy with its adapters disabled: no second model.
+    """
+    beta = float(OmegaConf.select(cfg, "algo.grpo.beta", default=0.0) or 0.0)
+    return module_takes(cfg, "reference") and not cfg.model.lora and beta > 0
+
+
+def build_policy(cfg: DictConfig, base_path: str):
+    """``(policy, processor, reference)`` as ``cfg.model`` asks: dtype, LoRA or full, gradient checkpointing.
+
+    ``reference`` is a frozen copy of the starting model where :func:`needs_frozen_reference`,
+    else None.
+    """
+    from emorl.models.loading import enable_gradient_checkpointing, load_backbone, wrap_for_training
+
+    model, processor = load_backbone(base_path, cfg.model.dtype)
+    lora = OmegaConf.to_container(cfg.model.lora, resolve=True) if cfg.model.lora else None
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_frozen_reference(cfg) else None
+    policy = wrap_for_training(model, lora, cfg.model.adapter)
+    if cfg.model.get("gradient_checkpointing"):
+        enable_gradient_checkpointing(policy)
+    return policy, processor, reference
+
+
+def build_module(cfg: DictConfig, policy, processor, strategy, labels, run_dir, *, reference=None, rewards=None,
+                 train: bool = True):
+    """The LightningModule of ``algo.module`` for ``policy`` (``train=False``: an evaluation-only module).
+
+    The module's constructor names the run objects it needs beyond the common ones: ``rewards``
+    (built from ``cfg.reward`` unless given) and ``reference``.
+    """
+    from hydra.utils import instantiate
+
+    from emorl.models.loading import end_token_ids, suppressed_token_ids
+    from emorl.modules.base import EmotionModule
+
+    common = dict(
+        policy=policy,
+        processor=processor,
+        strategy=strategy,
+        labels=labels,
+        optimizer=instantiate(cfg.optimizer) if train else None,
+        suppress_ids=suppressed_token_ids(processor),
+        end_ids=end_token_ids(policy, processor),
+        eval_max_new_tokens=cfg.eval.max_new_tokens,
+        run_dir=run_dir,
+        seed=int(cfg.seed),
+    )
+    if not train:
+        return EmotionModule(**common)
+    factory = instantiate(cfg.algo.module)
+    extra = {}
+    if module_takes(cfg, "rewards"):
+        extra["rewards"] = rewards if rewards is not None else build_rewards(cfg.reward, strategy, labels)
+    if module_takes(cfg, "reference"):
+        extra["reference"] = reference
+    return factory(**common, **extra)
+
+
+# --------------------------------------------------------------------------- saved models
+def model_dir(ckpt: str | Path) -> Path:
+    """The saved model directory of a run directory or of a model directory itself."""
+    path = Path(ckpt)
+    if (path / "model").is_dir():
+        path = path / "model"
+    if not path.is_dir():
+        raise FileNotFoundError(f"ckpt={ckpt}: no such run or model directory")
+    return path
+
+
+def load_checkpoint(ckpt: str | Path, dtype: str):
+    """``(model, processor)`` from a run directory or a saved ``model/`` directory."""
+    from emorl.models.loading import load_backbone
+
+    path = model_dir(ckpt)
+    adapter_config = path / "adapter_config.json"
+    if adapter_config.exists():
+        from peft import PeftModel
+
+        base = json.loads(adapter_config.read_text())["base_model_name_or_path"]
+        model, processor = load_backbone(base, dtype)
+        return PeftModel.from_pretrained(model, str(path)), processor
+    return load_backbone(path, dtype)
+
+
+def checkpoint_strategy(cfg: DictConfig, info: dict):
+    """The configured reasoning strategy, else the checkpoint's; an error when neither exists."""
+    from hydra.utils import instantiate
+
+    from emorl.prompts import get_strategy
+
+    if cfg.get("reasoning") is not None:
+        strategy = instantiate(cfg.reasoning)
+        if info.get("reasoning") and info["reasoning"] != strategy.name:
+            log.warning("the checkpoint was trained with reasoning=%s but is scored with reasoning=%s",
+                        info["reasoning"], strategy.name)
+        return strategy
+    if info.get("reasoning_config"):
+        return instantiate(info["reasoning_config"])
+    if info.get("reasoning"):
+        return get_strategy(info["reasoning"])
+    raise ValueError(
+        "choose the prompt: reasoning=ir (direct inference), reasoning=eur (CoT) or reasoning=esr; "
+        "only checkpoints trained by emorl carry their own"
+    )

@@ -1,0 +1,42 @@
+"""A test-only reward component, chosen by configuration like any other (``_target_``).
+
+The untrained test base earns no format or accuracy reward (zero advantages, no update);
+completion lengths vary inside every group, so a length reward moves the weights.  Runs started
+from the project root select it with :data:`LENGTH_REWARD` (``tests`` is importable there, also
+in the extra processes Lightning starts for DDP and DeepSpeed).
+"""
+
+from __future__ import annotations
+
+
+def make_length_reward(labels=None, strategy=None, per_char: float = 0.1):
+    """Score a completion by its length in characters.
+
+    >>> make_length_reward()(["abc", ""])
+    [0.30000000000000004, 0.0]
+    """
+
+    def length(completions, **kwargs) -> list[float]:
+        return [len(c) * per_char for c in completions]
+
+    return length
+
+
+def make_char_reward(labels=None, strategy=None, char: str = "e", sign: float = 1.0):
+    """``sign`` x the share of a completion's characters that are ``char``.
+
+    The completion made of ``char`` alone earns the most (``sign`` 1) or the least (-1); every
+    sampled completion earns something in between, so groups always hold different rewards.
+
+    >>> make_char_reward(char="e", sign=-1.0)(["eeee", "ea", "x", ""])
+    [-1.0, -0.5, -0.0, -0.0]
+    """
+
+    def share(completions, **kwargs) -> list[float]:
+        return [sign * c.count(char) / max(len(c), 1) for c in completions]
+
+    return share
+
+
+#: Overrides that score completions by length alone.
+LENGTH_REWARD = ["reward.format=null", "reward.accuracy=null", "+reward.length={_target_: tests.rewards.make_length_reward}"]
