@@ -59,6 +59,13 @@ def test_waveform_changes_the_logits(tiny):
     assert not torch.allclose(la, lb, atol=1e-5)
 
 
+def test_full_fine_tuning_trains_every_weight_but_the_fixed_audio_positions(tiny):
+    model, _ = tiny
+    policy = wrap_for_training(model, None)
+    frozen = [n for n, p in policy.named_parameters() if not p.requires_grad]
+    assert frozen == ["model.audio_tower.embed_positions.weight"]  # sinusoidal, fixed by the architecture
+
+
 def test_lora_trains_only_the_language_model(tiny):
     model, _ = tiny
     policy = wrap_for_training(model, LORA)

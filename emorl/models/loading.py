@@ -8,12 +8,17 @@ where the user's machine reaches the hub or has it cached.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
+
+#: Weights the architecture fixes (Whisper-style sinusoidal positions of the audio encoder):
+#: ``from_pretrained`` marks them trainable, full fine-tuning leaves them as they are.
+FIXED_WEIGHTS = r".*audio_tower\.embed_positions\.weight"
 
 #: LoRA targets: the language model's linear layers only, never the audio tower.
 LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -51,12 +56,14 @@ def wrap_for_training(model, lora: LoraSettings | dict | None, adapter: str | Pa
       same model with adapters disabled.
     * ``adapter``: continue from a tuned peft adapter (e.g. an SFT run); a frozen copy of it is
       kept as adapter ``reference`` (no second full model).
-    * ``lora`` None: full fine-tuning of every parameter.
+    * ``lora`` None: full fine-tuning of every parameter the model itself trains (the audio
+      encoder's fixed sinusoidal positions stay frozen, as transformers builds them).
     """
     if lora is None:
         if adapter:
             raise ValueError("model.adapter needs LoRA settings (model.lora) to continue from")
-        model.requires_grad_(True)
+        for name, param in model.named_parameters():
+            param.requires_grad_(not re.fullmatch(FIXED_WEIGHTS, name))
         return model
     from peft import LoraConfig, PeftModel, get_peft_model
 
