@@ -160,6 +160,8 @@ def grpo_loss(
     total_sequences: int | None = None,
     total_tokens: int | None = None,
     num_micro_batches: int = 1,
+    entropy: Tensor | None = None,
+    entropy_coef: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The GRPO objective on one (micro-)batch of completions.
 
@@ -172,10 +174,13 @@ def grpo_loss(
         mask: (N, T) float, 1 on completion tokens.
         total_sequences / total_tokens / num_micro_batches: size of the whole rollout batch
             this micro-batch belongs to (default: this batch alone).
+        entropy: (N, T) the policy's per-token entropy (with gradient when ``entropy_coef`` > 0).
+        entropy_coef: weight of the entropy bonus: ``- entropy_coef * H`` joins each token's loss
+            and is aggregated like it (0: none).
 
     Returns:
         ``(loss, metrics)``: scalar loss; metrics are detached scalars (``kl``,
-        ``clip_fraction``, ``ratio_mean``).
+        ``clip_fraction``, ``ratio_mean``, and ``entropy`` when given).
     """
     mask = mask.to(logp.dtype)
     if old_logp is None:
@@ -188,6 +193,12 @@ def grpo_loss(
         kl = get_kl_estimator(kl_estimator)(logp, ref_logp)
         per_token_loss = per_token_loss + beta * kl
         metrics["kl"] = masked_mean(kl.detach(), mask)
+    if entropy is not None:
+        metrics["entropy"] = masked_mean(entropy.detach(), mask)
+        if entropy_coef:
+            per_token_loss = per_token_loss - entropy_coef * entropy
+    elif entropy_coef:
+        raise ValueError("entropy_coef != 0 needs the policy's per-token entropy (entropy=)")
     aggregate = get_loss_aggregation(loss_type)
     loss = aggregate(
         per_token_loss,
@@ -200,6 +211,27 @@ def grpo_loss(
     metrics["clip_fraction"] = masked_mean(clipped.to(mask.dtype), mask)
     metrics["ratio_mean"] = masked_mean(ratio.detach(), mask)
     return loss, metrics
+
+
+def _sampling_logits(logits: Tensor, temperature: float, suppress_ids) -> Tensor:
+    """Logits of the sampling distribution: divided by the temperature, suppressed tokens at -inf."""
+    logits = logits.float() / temperature
+    if suppress_ids is not None and len(suppress_ids):
+        index = torch.as_tensor(list(suppress_ids), device=logits.device, dtype=torch.long)
+        logits = logits.index_fill(-1, index, float("-inf"))
+    return logits
+
+
+def token_entropy(logits: Tensor, temperature: float = 1.0, suppress_ids=None) -> Tensor:
+    """Entropy in nats of the sampling distribution at each position: (N, T, V) -> (N, T).
+
+    >>> token_entropy(torch.zeros(1, 1, 4)).item() == torch.log(torch.tensor(4.0)).item()
+    True
+    >>> round(token_entropy(torch.zeros(1, 1, 4), suppress_ids=[2, 3]).item(), 4)  # uniform over 2
+    0.6931
+    """
+    logp = torch.log_softmax(_sampling_logits(logits, temperature, suppress_ids), dim=-1)
+    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
 
 
 def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, suppress_ids=None) -> Tensor:
@@ -215,9 +247,6 @@ def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, su
     >>> round(token_log_probs(logits, torch.tensor([[0]]), suppress_ids=[3]).exp().item(), 4)  # over 3
     0.3333
     """
-    logits = logits.float() / temperature
-    if suppress_ids is not None and len(suppress_ids):
-        index = torch.as_tensor(list(suppress_ids), device=logits.device, dtype=torch.long)
-        logits = logits.index_fill(-1, index, float("-inf"))
+    logits = _sampling_logits(logits, temperature, suppress_ids)
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)

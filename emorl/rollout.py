@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emorl.algos import token_log_probs
+from emorl.algos import token_entropy, token_log_probs
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "input_features", "feature_attention_mask")
 
@@ -58,6 +58,49 @@ def concat(rollouts: list[Rollout], prompt: dict, pad_id: int) -> Rollout:
         completion_mask=torch.cat([pad(r.completion_mask, 0) for r in rollouts]),
         texts=[text for r in rollouts for text in r.texts],
     )
+
+
+def merge_batches(batches: list[dict], pad_id: int) -> dict:
+    """Several collated batches of prompts as one (prompts left-padded to the longest, columns joined).
+
+    Left padding does not change what a prompt means: positions follow the attention mask.
+    """
+    width = max(b["input_ids"].shape[1] for b in batches)
+    out: dict = {}
+    for key in batches[0]:
+        values = [b[key] for b in batches]
+        if key in ("input_ids", "attention_mask"):
+            fill = pad_id if key == "input_ids" else 0
+            out[key] = torch.cat([torch.nn.functional.pad(v, (width - v.shape[1], 0), value=fill) for v in values])
+        elif torch.is_tensor(values[0]):
+            out[key] = torch.cat(values)
+        else:
+            out[key] = [x for v in values for x in v]
+    return out
+
+
+def take_groups(batch: dict, ro: Rollout, groups: list[int], group_size: int) -> tuple[dict, Rollout]:
+    """The prompts ``groups`` of ``batch`` and their completions, as a batch and rollout of their own.
+
+    >>> batch = {"input_ids": torch.tensor([[1], [2], [3]]), "label": ["a", "b", "c"]}
+    >>> ro = Rollout(prompt=batch, prompt_index=torch.arange(3).repeat_interleave(2), completion_ids=torch.arange(6)[:, None],
+    ...              completion_mask=torch.ones(6, 1), texts=list("uvwxyz"))
+    >>> sub, part = take_groups(batch, ro, [2, 0], 2)
+    >>> sub["label"], part.texts, part.prompt_index.tolist()
+    (['c', 'a'], ['y', 'z', 'u', 'v'], [0, 0, 1, 1])
+    """
+    index = torch.tensor(groups, dtype=torch.long)
+    sub = {k: v[index.to(v.device)] if torch.is_tensor(v) else [v[i] for i in groups] for k, v in batch.items()}
+    rows = [i * group_size + j for i in groups for j in range(group_size)]
+    rows_t = torch.tensor(rows, dtype=torch.long, device=ro.completion_ids.device)
+    part = Rollout(
+        prompt={k: sub[k] for k in MODEL_INPUTS if k in sub},
+        prompt_index=torch.arange(len(groups), device=ro.prompt_index.device).repeat_interleave(group_size),
+        completion_ids=ro.completion_ids[rows_t],
+        completion_mask=ro.completion_mask[rows_t],
+        texts=[ro.texts[r] for r in rows],
+    )
+    return sub, part
 
 
 def model_inputs(batch: dict) -> dict:
@@ -212,8 +255,10 @@ def completion_log_probs(
     temperature: float = 1.0,
     share_prompt: bool = True,
     suppress_ids: list[int] | None = None,
-) -> torch.Tensor:
-    """Per-token log-probs of the completions under ``model``: (N, T).
+    with_entropy: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of the completions under ``model``: (N, T); with ``with_entropy``
+    also the entropy of the sampling distribution at each completion position: (N, T).
 
     ``temperature`` and ``suppress_ids`` must be those the completions were sampled with, so that
     the log-probs are those of the sampling distribution (suppressed tokens have probability 0 and
@@ -255,8 +300,11 @@ def completion_log_probs(
             use_cache=False,
         )
         logits = out.logits[:, -t - 1 : -1]
-    logp = token_log_probs(logits, rollout.completion_ids, temperature, suppress_ids)
-    return logp.masked_fill(rollout.completion_mask == 0, 0.0)  # padding after the end is no part of a completion
+    padding = rollout.completion_mask == 0  # after the end: no part of a completion
+    logp = token_log_probs(logits, rollout.completion_ids, temperature, suppress_ids).masked_fill(padding, 0.0)
+    if not with_entropy:
+        return logp
+    return logp, token_entropy(logits, temperature, suppress_ids).masked_fill(padding, 0.0)
 
 
 def _checkpointing(model) -> bool:

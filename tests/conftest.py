@@ -22,6 +22,7 @@ SMALL = [
     *SMALL_CORPUS,
     "++model.warm_start.steps=2",
     "++model.warm_start.batch_size=4",
+    "++model.warm_start.pretrain.train_per_class=2",
     "algo.grpo.prompts_per_step=2",
     "algo.grpo.num_generations=3",
     "algo.grpo.micro_batch_size=3",

@@ -9,15 +9,18 @@ in the extra processes Lightning starts for DDP and DeepSpeed).
 from __future__ import annotations
 
 
-def make_length_reward(labels=None, strategy=None, per_char: float = 0.1):
-    """Score a completion by its length in characters.
+def make_length_reward(labels=None, strategy=None, per_char: float = 0.1, only=None):
+    """Score a completion by its length in characters (``only``: for questions of these gold labels, else 0).
 
     >>> make_length_reward()(["abc", ""])
     [0.30000000000000004, 0.0]
+    >>> make_length_reward(only=["joy"])(["abc", "abc"], label=["joy", "anger"])
+    [0.30000000000000004, 0.0]
     """
 
-    def length(completions, **kwargs) -> list[float]:
-        return [len(c) * per_char for c in completions]
+    def length(completions, label=None, **kwargs) -> list[float]:
+        gold = label if label is not None else [None] * len(completions)
+        return [len(c) * per_char if only is None or y in only else 0.0 for c, y in zip(completions, gold, strict=True)]
 
     return length
 

@@ -192,3 +192,33 @@ def test_loss_equals_trl_grpo_trainer_loss(loss_type, beta, with_old):
     )
     theirs = _trl_loss(loss_type, logp, old, ref, adv, mask, beta, 0.2, 0.28, 7)
     assert abs(ours.item() - theirs.item()) < 1e-6
+
+
+def test_entropy_bonus_raises_the_policys_entropy():
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(4, 5, 11)).requires_grad_(True)
+    tokens = torch.randint(0, 11, (4, 5))
+    mask = torch.ones(4, 5)
+
+    def loss_of(coef):
+        logp = algos.token_log_probs(logits, tokens)
+        entropy = algos.token_entropy(logits)
+        return algos.grpo_loss(logp, None, None, torch.zeros(4), mask, beta=0.0, entropy=entropy, entropy_coef=coef)
+
+    loss, metrics = loss_of(0.0)  # zero advantages and no bonus: nothing to learn
+    loss.backward()
+    assert logits.grad.abs().max() == 0
+    assert metrics["entropy"] == pytest.approx(algos.token_entropy(logits).mean().item())
+    logits.grad = None
+    loss, _ = loss_of(0.1)
+    loss.backward()
+    stepped = logits.detach() - 1.0 * logits.grad
+    assert algos.token_entropy(stepped).mean() > algos.token_entropy(logits.detach()).mean()
+    with pytest.raises(ValueError, match="entropy"):
+        algos.grpo_loss(algos.token_log_probs(logits, tokens), None, None, torch.zeros(4), mask, beta=0.0, entropy_coef=0.1)
+
+
+def test_entropy_is_that_of_the_sampling_distribution():
+    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0]]])
+    assert algos.token_entropy(logits, suppress_ids=[0, 1, 2]).item() == 0.0  # one token left: certain
+    assert algos.token_entropy(logits * 5, temperature=0.5).item() == pytest.approx(math.log(4))  # uniform stays uniform

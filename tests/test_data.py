@@ -98,3 +98,82 @@ def test_shuffled_options_are_fixed_per_item_and_vary_between_items(small_corpus
     assert f"Options: {', '.join(example.options)}." in example.text
     fixed = EmotionQuestions(items, get_strategy("ir"), small_corpus.labels, shuffle_options=False)
     assert {fixed.options(i) for i in items} == {tuple(small_corpus.labels)}
+
+
+def test_every_style_voice_exists_in_espeak():
+    """eSpeak silently falls back to its base voice for an unknown variant: every name must be a real file."""
+    from pathlib import Path
+
+    import espeakng_loader
+
+    from emorl.data.synthetic import STYLES
+
+    variants = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    for style in STYLES.values():
+        for voice in style.voices:
+            assert (variants / voice.split("+")[1]).is_file(), voice
+
+
+def test_pretraining_and_heldout_corpora_share_no_sentence_word_or_voice_with_the_default():
+    from emorl.data.synthetic import STYLES
+
+    default = STYLES["default"]
+    words = lambda style: {w for ws in style.keywords.values() for w in ws}  # noqa: E731
+    for name in ("pretrain", "heldout"):
+        other = STYLES[name]
+        assert not set(other.templates) & set(default.templates), name
+        assert not set(other.topics) & set(default.topics), name
+        assert not words(other) & words(default), name
+        assert not set(other.voices) & set(default.voices), name
+    assert not words(STYLES["pretrain"]) & words(STYLES["heldout"])
+    assert not set(STYLES["pretrain"].voices) & set(STYLES["heldout"].voices)
+
+
+@pytest.mark.parametrize("style,pull,offset", [
+    ("default", 0.0, (0, 0, 0, 0)),      # the class profiles as given
+    ("pretrain", 0.3, (-6, 4, -4, 6)),   # less exaggerated (30% toward neutral) and shifted
+])
+def test_style_prosody_profiles(style, pull, offset):
+    import numpy as np
+
+    from emorl.data.synthetic import PROSODY_PROFILES, STYLES
+
+    for label, own in PROSODY_PROFILES.items():
+        expected = np.add(own, np.multiply(pull, np.subtract(PROSODY_PROFILES["neutral"], own))) + offset
+        assert np.allclose(STYLES[style].profile(label), expected)
+
+
+def test_a_test_only_corpus_has_every_clip_in_its_test_split(tmp_path):
+    corpus = SyntheticCorpus(tmp_path, style="heldout", train_per_class=0, val_per_class=0, test_per_class=1,
+                             val_speakers=0, test_speakers=18)
+    assert corpus.items("train") == [] and corpus.items("val") == []
+    assert Counter(i.label for i in corpus.items("all")) == dict.fromkeys(corpus.labels, 1)
+    with pytest.raises(ValueError, match="val_speakers"):
+        SyntheticCorpus(tmp_path, style="heldout", train_per_class=0, val_per_class=1, test_per_class=1, val_speakers=0)
+
+
+VOICE_HASHES = """
+import hashlib
+from emorl.data.synthetic import STYLES
+from emorl.data.tts import Espeak, Prosody
+tts = Espeak()
+for style in STYLES.values():
+    for voice in style.voices:
+        h = hashlib.md5()
+        for k in range(3):
+            h.update(tts.synthesize(f"we were excited when the concert number {k} started", voice, Prosody(150 + 10 * k, 60, 60, 110)).tobytes())
+        print(voice, h.hexdigest())
+"""
+
+
+def test_every_style_voice_speaks_the_same_audio_in_every_process():
+    """Some eSpeak variants (f2, f3, f5, Alicia, victor, ...) add noise that differs from process to process:
+    a corpus spoken by them could not be rebuilt from its settings on another machine."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", VOICE_HASHES], capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    first, second = (dict(line.split() for line in r.stdout.splitlines()) for r in runs)
+    assert len(first) == 64
+    assert [v for v in first if first[v] != second[v]] == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -227,3 +229,39 @@ def test_grpo_raises_the_probability_of_the_rewarded_completion_and_lowers_the_p
     _, objects = train(cfg)
     after = log_prob(objects["module"].policy)
     assert sign * (after - before) > 1.0, (before, after)
+
+
+def test_dynamic_sampling_trains_on_groups_with_reward_variance(cfg_factory, monkeypatch):
+    # only questions about joy and anger earn a (length) reward: every other group has equal rewards
+    cfg = cfg_factory("trainer.max_steps=3", "eval.base=false", "trainer.val_check_interval=100", "checkpoint.select=last",
+                      "save_model=false", "reward.format=null", "reward.accuracy=null", "algo.grpo.dynamic_sampling=true",
+                      "algo.grpo.max_resample_rounds=20",
+                      "+reward.length={_target_: tests.rewards.make_length_reward, only: [joy, anger]}")
+    seen = []
+    from emorl.modules import grpo
+
+    original = grpo.GRPOModule.sample_groups
+
+    def record(self, batch, progress):
+        out = original(self, batch, progress)
+        seen.append((out[0]["label"], out[2].view(-1, self.algo.num_generations)))
+        return out
+
+    monkeypatch.setattr(grpo.GRPOModule, "sample_groups", record)
+    train(cfg)
+    rows = csv_rows(cfg.paths.output_dir)
+    assert len(seen) == 3
+    for labels, rewards in seen:  # every trained group is a joy or anger question with rewards that differ
+        assert set(labels) <= {"joy", "anger"} and (rewards.std(dim=1) > 0).all()
+    assert all(float(r["train/kept_groups_with_variance"]) == 1.0 for r in rows)
+    assert any(float(r["train/groups_with_variance"]) < 1.0 for r in rows)  # the loader's own prompts had some without
+    assert all(float(r["train/resample_rounds"]) >= 1 for r in rows if float(r["train/groups_with_variance"]) < 1)
+
+
+def test_the_sampled_label_distribution_and_entropy_are_logged(cfg_factory):
+    cfg = cfg_factory("trainer.max_steps=2", "eval.base=false", "save_model=false", "reward=bcr")
+    train(cfg)
+    for row in csv_rows(cfg.paths.output_dir):
+        shares = [float(v) for k, v in row.items() if k.startswith("train/sampled/") and v]
+        assert len(shares) == 8 and sum(shares) == pytest.approx(1.0)  # 7 labels + unparsed
+        assert 0 < float(row["train/entropy"]) < math.log(1024)  # nats, below uniform over the vocabulary

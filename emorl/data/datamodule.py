@@ -134,6 +134,12 @@ class EmotionDataModule(L.LightningDataModule):
         sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self.collate)
 
+    def random_train_batch(self, size: int, seed: int) -> dict:
+        """``size`` training questions drawn at random by ``seed``, collated (extra prompts for dynamic sampling)."""
+        dataset = self.dataset("train")
+        index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size].tolist()
+        return self.collate([dataset[i] for i in index])
+
     def _eval_loader(self, split: str) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             self.dataset(split),

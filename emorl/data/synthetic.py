@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +59,102 @@ TEMPLATES = (
     "my {topic} looks {kw} now",
 )
 TOPICS = ("meeting", "dinner", "trip", "letter", "movie", "weather", "news", "party", "house", "test", "game", "car")
-VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5")
+# eSpeak variants whose audio is the same in every process: f2, f3, f5, Alicia, victor, sandro and the
+# whisper voices add noise that differs from run to run, so a corpus built from them cannot be rebuilt.
+VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f4", "Annie", "Andrea", "belinda")
+FEMALE_VARIANTS = ("f1", "f4", "Annie", "Andrea", "belinda", "anika", "aunty", "linda", "steph", "steph2", "steph3", "grandma")
 ACCENTS = ("en-us", "en")
+
+
+@dataclass(frozen=True)
+class CorpusStyle:
+    """What one synthetic corpus sounds like: its sentences, key words, voices and prosody.
+
+    Corpora of different styles differ as real corpora do: other sentences and key words, other
+    speakers, other (here: less exaggerated, shifted) ways of expressing each emotion.
+
+    Attributes:
+        templates: sentences with ``{kw}`` (the key word) and ``{topic}``.
+        topics: the topics filled in.
+        keywords: key words per class.
+        voices: eSpeak voices (``accent+variant``) and their gender (``male`` / ``female``).
+        pull: share by which each class's prosody profile moves toward the neutral one (0: as given).
+        offset: added to every profile (rate, pitch, range, volume).
+    """
+
+    templates: tuple[str, ...]
+    topics: tuple[str, ...]
+    keywords: dict[str, tuple[str, ...]]
+    voices: dict[str, str]
+    pull: float = 0.0
+    offset: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    def profile(self, label: str) -> np.ndarray:
+        """Mean eSpeak settings of ``label`` in this style: (rate, pitch, range, volume)."""
+        own, neutral = np.asarray(PROSODY_PROFILES[label], float), np.asarray(PROSODY_PROFILES["neutral"], float)
+        return own + self.pull * (neutral - own) + np.asarray(self.offset, float)
+
+
+def _voices(accents, variants) -> dict[str, str]:
+    """``accent+variant`` -> the voice's gender."""
+    return {f"{a}+{v}": "female" if v in FEMALE_VARIANTS else "male" for a in accents for v in variants}
+
+
+#: The corpus styles, by name.  ``default`` is the embedded default corpus; ``pretrain`` is the
+#: corpus the embedded base hears emotional speech on before any experiment (no sentence, key
+#: word or voice of ``default``); ``heldout`` is a corpus that nothing trains on (cross-corpus tests).
+STYLES: dict[str, CorpusStyle] = {
+    "default": CorpusStyle(TEMPLATES, TOPICS, KEYWORDS, _voices(ACCENTS, VOICE_VARIANTS)),
+    "pretrain": CorpusStyle(
+        templates=(
+            "we were {kw} when the {topic} started",
+            "everyone felt {kw} after the {topic}",
+            "that {topic} made me {kw}",
+            "you know the {topic} left us {kw}",
+        ),
+        topics=("concert", "holiday", "phone call", "exam", "wedding", "flight", "lesson", "market", "garden", "bus"),
+        keywords={
+            "neutral": ("calm", "steady", "settled", "regular", "plain"),
+            "joy": ("joyful", "overjoyed", "pleased", "excited", "elated"),
+            "sadness": ("unhappy", "depressed", "downcast", "sorrowful", "crushed"),
+            "anger": ("mad", "irritated", "enraged", "fuming", "bitter"),
+            "fear": ("anxious", "panicked", "alarmed", "uneasy", "petrified"),
+            "disgust": ("sickened", "repulsed", "appalled", "nauseated", "grossed out"),
+            "surprise": ("startled", "speechless", "baffled", "taken aback", "staggered"),
+        },
+        voices=_voices(("en-us", "en"), ("Andy", "michel", "travis", "Denis", "Hugo", "Marco", "antonio",
+                                         "anika", "aunty", "linda", "steph")),
+        pull=0.3,
+        offset=(-6.0, 4.0, -4.0, 6.0),
+    ),
+    "heldout": CorpusStyle(
+        templates=(
+            "the {topic} turned out {kw}",
+            "after the {topic} I felt {kw}",
+            "so the {topic} is {kw} then",
+        ),
+        topics=("interview", "football match", "dentist", "birthday", "storm", "neighbour", "report", "train"),
+        keywords={
+            "neutral": ("average", "standard", "routine", "ordinary"),
+            "joy": ("blissful", "ecstatic", "content", "jolly"),
+            "sadness": ("devastated", "blue", "tearful", "grieving"),
+            "anger": ("raging", "resentful", "cross", "incensed"),
+            "fear": ("horrified", "jittery", "tense", "spooked"),
+            "disgust": ("revolted", "disgusted", "queasy", "icky"),
+            "surprise": ("flabbergasted", "dumbfounded", "floored", "astounded"),
+        },
+        voices=_voices(("en-gb-scotland", "en-029", "en-gb-x-rp"), ("m8", "Lee", "miguel", "grandma", "steph2", "steph3")),
+        pull=0.2,
+        offset=(8.0, -5.0, 5.0, -8.0),
+    ),
+}
+
+
+def get_style(name: str) -> CorpusStyle:
+    if name not in STYLES:
+        raise ValueError(f"Unsupported corpus style: {name!r}. Supported corpus styles are: {sorted(STYLES)}")
+    return STYLES[name]
+
 
 #: Level names of each prosodic attribute and the eSpeak setting thresholds between them.
 LEVELS: dict[str, tuple[str, tuple[str, ...], tuple[float, ...]]] = {
@@ -81,6 +175,7 @@ def level(attribute: str, value: float) -> str:
 @dataclass(frozen=True)
 class SyntheticConfig:
     labels: str = "meld"
+    style: str = "default"
     seed: int = 0
     train_per_class: int = 300
     val_per_class: int = 50
@@ -90,18 +185,27 @@ class SyntheticConfig:
     p_neutral_words: float = 0.3
     p_contradicting_words: float = 0.2
     prosody_jitter: float = 1.0
+    prosody_pull: float | None = None  # None: the style's (share by which profiles move toward neutral)
+    prosody_offset: tuple[float, float, float, float] | None = None  # None: the style's
     max_seconds: float = 4.0
 
     def __post_init__(self) -> None:
+        voices = len(get_style(self.style).voices)
         if not 0 <= self.p_neutral_words + self.p_contradicting_words <= 1:
             raise ValueError(
                 "dataset.p_neutral_words + dataset.p_contradicting_words must lie in [0, 1], got "
                 f"{self.p_neutral_words} + {self.p_contradicting_words}"
             )
-        if self.val_speakers + self.test_speakers >= len(VOICE_VARIANTS) * len(ACCENTS):
+        needed = {"train": self.train_per_class > 0, "val": self.val_per_class > 0, "test": self.test_per_class > 0}
+        if needed["val"] != (self.val_speakers > 0) or needed["test"] != (self.test_speakers > 0):
             raise ValueError(
-                f"dataset.val_speakers + dataset.test_speakers must leave training speakers out of "
-                f"{len(VOICE_VARIANTS) * len(ACCENTS)}"
+                "dataset.val_speakers / dataset.test_speakers must be > 0 exactly when the split has items "
+                f"(val_per_class={self.val_per_class}, test_per_class={self.test_per_class})"
+            )
+        if self.val_speakers + self.test_speakers + needed["train"] > voices:
+            raise ValueError(
+                f"dataset.val_speakers + dataset.test_speakers must leave training speakers out of the {voices} voices "
+                f"of style {self.style!r}"
             )
 
 
@@ -111,7 +215,15 @@ class SyntheticCorpus:
     name = "synthetic"
 
     def __init__(self, root: str | os.PathLike, **config) -> None:
+        if config.get("prosody_offset") is not None:
+            config["prosody_offset"] = tuple(float(x) for x in config["prosody_offset"])
         self.config = SyntheticConfig(**config)
+        style = get_style(self.config.style)
+        if self.config.prosody_pull is not None:
+            style = replace(style, pull=float(self.config.prosody_pull))
+        if self.config.prosody_offset is not None:
+            style = replace(style, offset=self.config.prosody_offset)
+        self.style = style
         self.labels = label_set(self.config.labels)
         missing = [lab for lab in self.labels if lab not in PROSODY_PROFILES]
         if missing:
@@ -147,7 +259,7 @@ class SyntheticCorpus:
 
     # ---------------------------------------------------------------- private
     def _speakers(self, rng: np.random.Generator) -> dict[str, list[str]]:
-        voices = [f"{accent}+{variant}" for accent in ACCENTS for variant in VOICE_VARIANTS]
+        voices = list(self.style.voices)
         order = rng.permutation(len(voices))
         voices = [voices[i] for i in order]
         c = self.config
@@ -170,7 +282,7 @@ class SyntheticCorpus:
         result: dict[str, list[Item]] = {}
         for split in SPLITS:
             items = []
-            for label in self.labels:
+            for label in self.labels if per_class[split] else ():
                 for k in range(per_class[split]):
                     voice = speakers[split][int(rng.integers(len(speakers[split])))]
                     items.append(self._utterance(tts, rng, out, split, label, voice, speaker_offset[voice], k))
@@ -179,8 +291,8 @@ class SyntheticCorpus:
         return result
 
     def _utterance(self, tts, rng, out, split, label, voice, offset, k) -> Item:
-        c = self.config
-        mean = np.asarray(PROSODY_PROFILES[label], dtype=float)
+        c, style = self.config, self.style
+        mean = style.profile(label)
         jitter = rng.normal(0.0, (12.0, 7.0, 10.0, 14.0)) * c.prosody_jitter
         rate, pitch, prange, volume = mean + offset + jitter
         prosody = Prosody(
@@ -197,9 +309,10 @@ class SyntheticCorpus:
             word_class, words = others[int(rng.integers(len(others)))], "contradicting"
         else:
             word_class, words = label, "matching"
-        keyword = KEYWORDS[word_class][int(rng.integers(len(KEYWORDS[word_class])))]
-        template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
-        text = template.format(kw=keyword, topic=TOPICS[int(rng.integers(len(TOPICS)))])
+        keyword = style.keywords[word_class][int(rng.integers(len(style.keywords[word_class])))]
+        template = style.templates[int(rng.integers(len(style.templates)))]
+        topic = style.topics[int(rng.integers(len(style.topics)))]
+        text = template.format(kw=keyword, topic=topic)
         wav = to_mono_16k(tts.synthesize(text, voice, prosody), tts.sample_rate)
         wav = wav[: int(c.max_seconds * SAMPLE_RATE)]
         path = out / "audio" / f"{split}_{label}_{k:05d}.flac"
@@ -208,7 +321,9 @@ class SyntheticCorpus:
         meta = {
             "keywords": [keyword],
             "words": words,
-            "voice": "female" if "+f" in voice else "male",
+            "word_class": word_class,
+            "topic": topic,
+            "voice": style.voices[voice],
             "pitch": level("pitch", prosody.pitch),
             "speed": level("speed", prosody.rate),
             "volume": level("volume", prosody.volume),

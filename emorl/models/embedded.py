@@ -36,11 +36,24 @@ def prepare_embedded_base(
     build: dict,
     warm_start_settings: dict,
 ) -> Path:
-    """Build (or find) the warm-started tiny model for ``corpus`` and ``seed``; return its directory."""
+    """Build (or find) the warm-started tiny model for ``corpus`` and ``seed``; return its directory.
+
+    ``warm_start_settings`` may name a pretraining corpus (``pretrain``: settings of a
+    :class:`~emorl.data.synthetic.SyntheticCorpus`, generated next to ``corpus``) whose clips the
+    warm start asks emotion questions about (``emotion_share`` of each batch).
+    """
     strategies = warm_start_strategies(strategy)
+    settings = dict(warm_start_settings)
+    pretrain = settings.pop("pretrain", None)
+    emotion_corpus = None
+    if pretrain:
+        from emorl.data.synthetic import SyntheticCorpus
+
+        emotion_corpus = SyntheticCorpus(Path(cache_dir) / "synthetic", **pretrain)
     key = fingerprint(
         {
             "corpus": str(getattr(corpus, "dir", corpus.name)),
+            "pretrain": str(emotion_corpus.dir) if emotion_corpus else None,
             "build": build,
             "warm_start": warm_start_settings,
             "strategies": [repr(s) for s in strategies],
@@ -54,10 +67,12 @@ def prepare_embedded_base(
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     items = corpus.items("train")
+    emotion_items = emotion_corpus.items("train") if emotion_corpus else []
     log.info("building the tiny Qwen2-Audio into %s", out)
-    build_tiny_backbone(tmp / "init", tokenizer_corpus(items, strategies, corpus.labels, seed), seed=seed, **build)
+    texts = tokenizer_corpus(items, strategies, corpus.labels, seed, emotion_items=emotion_items)
+    build_tiny_backbone(tmp / "init", texts, seed=seed, **build)
     model, processor = load_backbone(tmp / "init")
-    summary = warm_start(model, processor, items, strategies, seed=seed, **warm_start_settings)
+    summary = warm_start(model, processor, items, strategies, seed=seed, emotion_items=emotion_items, **settings)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     shutil.rmtree(tmp / "init")

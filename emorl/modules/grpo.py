@@ -46,6 +46,9 @@ class GRPOConfig:
     log_samples_every: int = 25
     share_prompt: bool = True  # encode each clip and prefill each prompt once per pass, not once per completion
     seed_per_prompt: bool = False  # sample each prompt's group from its own seed: runs independent of the process count
+    entropy_coef: float = 0.0  # entropy bonus: - entropy_coef x the policy's per-token entropy joins the loss
+    dynamic_sampling: bool = False  # DAPO: replace groups whose rewards are all equal by groups of fresh prompts
+    max_resample_rounds: int = 3  # dynamic sampling: at most this many extra draws of prompts_per_step prompts
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -68,6 +71,10 @@ class GRPOConfig:
             raise ValueError(f"algo.grpo.beta must be >= 0, got {self.beta}")
         if self.temperature <= 0:
             raise ValueError(f"algo.grpo.temperature must be > 0, got {self.temperature}")
+        if self.entropy_coef < 0:
+            raise ValueError(f"algo.grpo.entropy_coef must be >= 0 (a bonus), got {self.entropy_coef}")
+        if self.max_resample_rounds < 0:
+            raise ValueError(f"algo.grpo.max_resample_rounds must be >= 0, got {self.max_resample_rounds}")
         algos.get_loss_aggregation(self.loss_type)
         algos.get_kl_estimator(self.kl_estimator)
 
@@ -198,11 +205,12 @@ class GRPOModule(EmotionModule):
         }
         return self.rewards(ro.texts, **columns)
 
-    def rollout(self, batch: dict) -> rollout.Rollout:
+    def rollout(self, batch: dict, draw: int = 0) -> rollout.Rollout:
         """G completions per prompt, from seeds that make resumed (and, per prompt, re-split) runs draw the same.
 
         Step k samples from (seed, process, k); with ``seed_per_prompt`` each prompt's group is
         sampled on its own from (seed, k, the clip), so that one process or several draw the same.
+        ``draw`` > 0 numbers the extra draws of dynamic sampling within a step.
         """
         cfg = self.algo
         sample = lambda b: rollout.sample(  # noqa: E731
@@ -211,24 +219,77 @@ class GRPOModule(EmotionModule):
             share_prompt=cfg.share_prompt, synced_gpus=self.parameters_sharded(),
         )
         if not cfg.seed_per_prompt:
-            torch.manual_seed((self.seed + 7919 * self.global_rank) * 1_000_003 + self.rollout_batches)
+            seed = (self.seed + 7919 * self.global_rank) * 1_000_003 + self.rollout_batches
+            if draw:
+                seed = int(fingerprint({"seed": seed, "draw": draw}), 16)
+            torch.manual_seed(seed)
             return sample(batch)
         inputs = rollout.model_inputs(batch)
         parts = []
         for i, path in enumerate(batch["paths"]):
-            torch.manual_seed(int(fingerprint({"seed": self.seed, "step": self.rollout_batches, "clip": path}), 16))
+            key = {"seed": self.seed, "step": self.rollout_batches, "clip": path, **({"draw": draw} if draw else {})}
+            torch.manual_seed(int(fingerprint(key), 16))
             part = sample({**{k: v[i : i + 1] for k, v in inputs.items()}})
             parts.append(rollout.Rollout(prompt=inputs, prompt_index=part.prompt_index + i, completion_ids=part.completion_ids,
                                          completion_mask=part.completion_mask, texts=part.texts))
         return rollout.concat(parts, inputs, self.processor.tokenizer.pad_token_id)
+
+    def extra_prompts(self, draw: int) -> dict:
+        """``prompts_per_step`` training questions drawn at random for dynamic sampling, on this device.
+
+        Seeded by (seed, process, step, draw): a resumed run draws the same.
+        """
+        key = {"seed": self.seed, "rank": self.global_rank, "step": self.rollout_batches, "draw": draw}
+        batch = self.trainer.datamodule.random_train_batch(self.algo.prompts_per_step, int(fingerprint(key), 16) % 2**63)
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def sample_groups(self, batch: dict, progress: TrainingProgress):
+        """The step's groups and their rewards: ``(batch, rollout, total, components, stats)``.
+
+        With dynamic sampling (DAPO, Yu et al. 2025), a group whose rewards are all equal (no
+        advantage, no signal) is replaced by a group of a fresh prompt: up to
+        ``max_resample_rounds`` extra draws of ``prompts_per_step`` prompts; if the groups with
+        reward variance are still too few, equal-reward groups of the step's own prompts fill in.
+        """
+        cfg, g = self.algo, self.algo.num_generations
+        ro = self.rollout(batch)
+        total, components = self.score(ro, batch, progress)
+        varied = lambda t: (t.view(-1, g).std(dim=1) > 0).tolist()  # noqa: E731
+        stats = {"groups_with_variance": float(sum(varied(total))) / cfg.prompts_per_step}
+        if not cfg.dynamic_sampling or all(varied(total)):
+            return batch, ro, total, components, {**stats, "resample_rounds": 0.0}
+        draws = [(batch, ro, total, components)]
+        draw = 0
+        while sum(sum(varied(d[2])) for d in draws) < cfg.prompts_per_step and draw < cfg.max_resample_rounds:
+            draw += 1
+            extra = self.extra_prompts(draw)
+            extra_ro = self.rollout(extra, draw=draw)
+            draws.append((extra, extra_ro, *self.score(extra_ro, extra, progress)))
+        pad_id = self.processor.tokenizer.pad_token_id
+        merged = rollout.merge_batches([d[0] for d in draws], pad_id)
+        offsets = [0]
+        for d in draws[:-1]:
+            offsets.append(offsets[-1] + len(d[0]["label"]))
+        parts = [rollout.Rollout(prompt={}, prompt_index=d[1].prompt_index + o, completion_ids=d[1].completion_ids,
+                                 completion_mask=d[1].completion_mask, texts=d[1].texts) for d, o in zip(draws, offsets)]
+        merged_ro = rollout.concat(parts, rollout.model_inputs(merged), pad_id)
+        all_total = torch.cat([d[2] for d in draws])
+        all_components = {k: torch.cat([d[3][k] for d in draws]) for k in components}
+        flags = varied(all_total)
+        keep = [i for i, ok in enumerate(flags) if ok][: cfg.prompts_per_step]
+        keep += [i for i, ok in enumerate(flags[: cfg.prompts_per_step]) if not ok][: cfg.prompts_per_step - len(keep)]
+        rows = torch.tensor([i * g + j for i in keep for j in range(g)])
+        batch, ro = rollout.take_groups(merged, merged_ro, keep, g)
+        components = {k: v[rows] for k, v in all_components.items()}
+        stats.update(resample_rounds=float(draw), kept_groups_with_variance=float(sum(flags[i] for i in keep)) / len(keep))
+        return batch, ro, all_total[rows], components, stats
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         cfg = self.algo
         if len(batch["label"]) != cfg.prompts_per_step:
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
         progress = self._progress()  # before this step's updates: what the rewards see
-        ro = self.rollout(batch)
-        total, components = self.score(ro, batch, progress)
+        batch, ro, total, components, sampling = self.sample_groups(batch, progress)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
         mask = ro.completion_mask.float()
@@ -245,8 +306,8 @@ class GRPOModule(EmotionModule):
         for _ in range(cfg.num_iterations):
             update_loss = torch.zeros((), device=device)
             for chunk in chunks:
-                logp = rollout.completion_log_probs(
-                    self.policy, ro.rows(chunk), cfg.temperature, cfg.share_prompt, self.suppress_ids
+                logp, entropy = rollout.completion_log_probs(
+                    self.policy, ro.rows(chunk), cfg.temperature, cfg.share_prompt, self.suppress_ids, with_entropy=True
                 )
                 loss, metrics = algos.grpo_loss(
                     logp,
@@ -263,6 +324,8 @@ class GRPOModule(EmotionModule):
                     total_sequences=n,
                     total_tokens=tokens,
                     num_micro_batches=len(chunks),
+                    entropy=entropy if cfg.entropy_coef else entropy.detach(),
+                    entropy_coef=cfg.entropy_coef,
                 )
                 self.manual_backward(loss)
                 update_loss += loss.detach()  # micro-batch losses add up to the update's loss
@@ -274,20 +337,24 @@ class GRPOModule(EmotionModule):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        self._log_train(total, components, advantages, mask, step_metrics, batch, ro, progress)
+        self._log_train(total, components, advantages, mask, step_metrics, batch, ro, progress, sampling)
 
-    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro, progress) -> None:
+    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro, progress, sampling) -> None:
         g = self.algo.num_generations
-        groups = total.view(-1, g)
-        preds = [parse_label(self.strategy.extract_answer(t), self.labels) for t in ro.texts]
+        options = [opts for opts in batch["options"] for _ in range(g)]
+        preds = [parse_label(self.strategy.extract_answer(t), o) for t, o in zip(ro.texts, options, strict=True)]
         values = {
             "train/reward_mean": total.mean(),
             "train/reward_std": total.std(),
-            "train/groups_with_variance": (groups.std(dim=1) > 0).float().mean(),
             "train/completion_length": mask.sum(dim=1).mean(),
             "train/valid_answer_rate": torch.tensor(sum(p is not None for p in preds) / len(preds)),
             "train/advantage_abs": advantages.abs().mean(),
+            **{f"train/{k}": torch.tensor(v) for k, v in sampling.items()},
         }
+        # the label distribution of the samples: a class whose share reaches 0 gets no signal again
+        for label in self.labels:
+            values[f"train/sampled/{label}"] = torch.tensor(sum(p == label for p in preds) / len(preds))
+        values["train/sampled/unparsed"] = torch.tensor(sum(p is None for p in preds) / len(preds))
         for name, v in components.items():
             values[f"train/reward/{name}"] = torch.nanmean(v)
         if "format" in components:
