@@ -271,7 +271,7 @@ class GRPOModule(EmotionModule):
         for d in draws[:-1]:
             offsets.append(offsets[-1] + len(d[0]["label"]))
         parts = [rollout.Rollout(prompt={}, prompt_index=d[1].prompt_index + o, completion_ids=d[1].completion_ids,
-                                 completion_mask=d[1].completion_mask, texts=d[1].texts) for d, o in zip(draws, offsets)]
+                                 completion_mask=d[1].completion_mask, texts=d[1].texts) for d, o in zip(draws, offsets, strict=True)]
         merged_ro = rollout.concat(parts, rollout.model_inputs(merged), pad_id)
         all_total = torch.cat([d[2] for d in draws])
         all_components = {k: torch.cat([d[3][k] for d in draws]) for k in components}
