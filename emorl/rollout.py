@@ -308,8 +308,12 @@ def completion_log_probs(
 
 
 def _checkpointing(model) -> bool:
-    """Gradient checkpointing in training mode: transformers turns the KV cache off."""
-    return bool(getattr(model, "is_gradient_checkpointing", False)) and model.training
+    """Whether a checkpointed layer of ``model`` is in training mode: transformers turns its KV cache off.
+
+    The layers are asked, not the model: a wrapper (peft) can be in training mode around layers
+    that are not, and the other way round.
+    """
+    return any(getattr(m, "gradient_checkpointing", False) is True and m.training for m in model.modules())
 
 
 @contextmanager

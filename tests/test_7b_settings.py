@@ -101,10 +101,20 @@ def check_policy_equals_reference_at_step_zero(cfg, policy, ro, suppress_ids, de
     assert torch.allclose(logp.detach()[mask].float(), ref_logp[mask].float(), atol=ATOL[device])
 
 
-def run_a_grpo_step(cfg):
+def run_a_grpo_step(cfg, monkeypatch):
+    from emorl.modules import grpo
     from emorl.train import train
 
+    seen = []
+    original = grpo.GRPOModule.training_step
+
+    def observed(self, batch, batch_idx):  # the policy as the training step finds it
+        seen.append((all(m.training for m in self.policy.modules()), rollout._checkpointing(self.policy)))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(grpo.GRPOModule, "training_step", observed)
     metrics, objects = train(cfg)
+    assert seen == [(True, True)], "every layer in training mode, gradient checkpointing active"
     policy = objects["module"].policy
     moved = [n for n, p in policy.named_parameters() if "lora_B" in n and p.detach().abs().sum() > 0]
     assert moved, "no adapter weight moved in one GRPO step"
@@ -114,10 +124,10 @@ def run_a_grpo_step(cfg):
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-def test_the_7b_configuration_samples_with_the_audio_and_trains(cfg_factory, tiny_base, device):
+def test_the_7b_configuration_samples_with_the_audio_and_trains(cfg_factory, tiny_base, device, monkeypatch):
     cfg = seven_b_config(cfg_factory, tiny_base, device)
     policy, processor, ro, suppress_ids = check_rollouts_hear_the_audio(cfg, device)
     check_policy_equals_reference_at_step_zero(cfg, policy, ro, suppress_ids, device)
     step = seven_b_config(cfg_factory, tiny_base, device, *LENGTH_REWARD, "trainer.max_steps=1", "eval.base=false",
                           "checkpoint.select=last")
-    run_a_grpo_step(step)
+    run_a_grpo_step(step, monkeypatch)

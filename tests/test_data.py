@@ -177,3 +177,14 @@ def test_every_style_voice_speaks_the_same_audio_in_every_process():
     first, second = (dict(line.split() for line in r.stdout.splitlines()) for r in runs)
     assert len(first) == 64
     assert [v for v in first if first[v] != second[v]] == []
+
+
+def test_the_cache_key_follows_the_style_content(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from emorl.data import synthetic
+
+    before = SyntheticCorpus(tmp_path, style="pretrain").dir
+    edited = replace(synthetic.STYLES["pretrain"], templates=("a {kw} {topic}",))
+    monkeypatch.setitem(synthetic.STYLES, "pretrain", edited)
+    assert SyntheticCorpus(tmp_path, style="pretrain").dir != before  # no stale corpus after editing a style

@@ -265,3 +265,20 @@ def test_the_sampled_label_distribution_and_entropy_are_logged(cfg_factory):
         shares = [float(v) for k, v in row.items() if k.startswith("train/sampled/") and v]
         assert len(shares) == 8 and sum(shares) == pytest.approx(1.0)  # 7 labels + unparsed
         assert 0 < float(row["train/entropy"]) < math.log(1024)  # nats, below uniform over the vocabulary
+
+
+def test_training_steps_run_in_training_mode_after_the_base_evaluation(cfg_factory, monkeypatch):
+    """from_pretrained returns a model in evaluation mode and Lightning keeps modes as it finds them:
+    the module switches its policy to training mode itself; the frozen reference stays in evaluation mode."""
+    from emorl.modules import grpo
+
+    seen = []
+    original = grpo.GRPOModule.training_step
+
+    def observed(self, batch, batch_idx):
+        seen.append((all(m.training for m in self.policy.modules()), any(m.training for m in self.reference.modules())))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(grpo.GRPOModule, "training_step", observed)
+    train(cfg_factory("trainer.max_steps=3", "save_model=false", *LENGTH_REWARD))  # evaluates the base first
+    assert seen == [(True, False)] * 3  # step 3 comes after the validation at step 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +228,8 @@ class SyntheticCorpus:
         missing = [lab for lab in self.labels if lab not in PROSODY_PROFILES]
         if missing:
             raise ValueError(f"the synthetic corpus has no prosody profile for labels {missing}")
-        self.dir = Path(root) / fingerprint(vars(self.config))
+        # the style's content is part of the key: editing a style's voices or words builds a new corpus
+        self.dir = Path(root) / fingerprint({**vars(self.config), "style": asdict(self.style)})
 
     # ----------------------------------------------------------------- public
     def items(self, split: str) -> list[Item]:

@@ -72,7 +72,9 @@ def prepare_embedded_base(
     texts = tokenizer_corpus(items, strategies, corpus.labels, seed, emotion_items=emotion_items)
     build_tiny_backbone(tmp / "init", texts, seed=seed, **build)
     model, processor = load_backbone(tmp / "init")
-    summary = warm_start(model, processor, items, strategies, seed=seed, emotion_items=emotion_items, **settings)
+    # the other questions are about both corpora, so that no kind of question is tied to one corpus's sentences
+    summary = warm_start(model, processor, [*items, *emotion_items], strategies, seed=seed, emotion_items=emotion_items,
+                         **settings)
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     shutil.rmtree(tmp / "init")

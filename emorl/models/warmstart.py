@@ -4,7 +4,8 @@ EMO-RL starts GRPO from Qwen2-Audio-Instruct: a general audio model, pretrained 
 speech among much else, that follows answer formats and scores above chance zero-shot (MELD UA
 18.96 direct, 26.89 CoT).  The embedded default mirrors that with a short supervised warm start,
 in all three answer formats, on questions about the audio of the default corpus's training split
-that are never about its emotions, like EmotionThinker's prosody-enhanced base:
+and of a pretraining corpus that are never about the default corpus's emotions, like
+EmotionThinker's prosody-enhanced base:
 
 * prosodic attributes: is the pitch high or low, the speech fast or slow, the voice loud or
   quiet, the intonation flat or lively;
@@ -147,7 +148,7 @@ class WarmStartTasks:
         word_class = item.meta.get("word_class", item.label)
         word_name = vocabulary_name(word_class, vocabulary) or word_class
         words = "the words are neutral" if word_class == NEUTRAL else f"the words sound {word_name}"
-        conclusion = f"{words}, the voice sounds {answer}, so {answer}"
+        conclusion = f"{words}, the voice sounds {answer}"
         return self._render(item, audio, options, self._choice(EMOTION_QUESTIONS), answer, conclusion)
 
     def _render(self, item, audio, options, question, answer, conclusion) -> Example:

@@ -83,6 +83,15 @@ class EmotionModule(L.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_factory(self.trainable_parameters())
 
+    def on_fit_start(self) -> None:
+        """Train the policy in training mode (dropout, gradient checkpointing).
+
+        Lightning keeps each module's mode as it finds it, and ``from_pretrained`` returns a model in
+        evaluation mode: without this, every training step would run without LoRA dropout and
+        without gradient checkpointing.  Evaluation loops switch to evaluation mode and back.
+        """
+        self.policy.train()
+
     @property
     def final_train_metrics(self) -> dict[str, float]:
         """Training metrics averaged over the last (up to) 10 steps."""
