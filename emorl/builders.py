@@ -87,7 +87,8 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
 
     The embedded base is warm-started on the synthetic corpus, whose items carry the prosody and
     key-word annotations its warm-start questions need; with a real corpus configured, the
-    default synthetic corpus is used for that.
+    default synthetic corpus is used for that.  Its seed is ``model.seed``, not the run's: one
+    base serves every run seed, as one pretrained checkpoint does.
     """
     if cfg.model.pretrained:
         return str(cfg.model.pretrained)
@@ -103,7 +104,7 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
             cfg.paths.cache_dir,
             corpus,
             strategy,
-            seed=int(cfg.seed),
+            seed=int(cfg.model.seed),
             build=OmegaConf.to_container(cfg.model.build, resolve=True),
             warm_start_settings=OmegaConf.to_container(cfg.model.warm_start, resolve=True),
         )

@@ -140,3 +140,15 @@ def test_the_slurm_launcher_composes_a_sweep_for_cluster_jobs(cfg_factory):
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == cfg.trainer.devices == 8
     assert cfg.hydra.sweep.dir.startswith("multirun_sweeps/")  # the jobs land in the project's sweep folder
+
+
+def test_every_run_seed_starts_from_the_same_embedded_base(cfg_factory, monkeypatch):
+    """A seed sweep varies the run, not the pretrained model: the base is built with model.seed."""
+    import emorl.models.embedded as embedded
+    from emorl import builders
+
+    built = []
+    monkeypatch.setattr(embedded, "prepare_embedded_base", lambda *a, seed, **k: built.append(seed) or f"base{seed}")
+    paths = [builders.resolve_model_path(cfg_factory(f"seed={s}"), object(), None) for s in (0, 1, 2)]
+    paths.append(builders.resolve_model_path(cfg_factory("seed=1", "model.seed=3"), object(), None))
+    assert built == [0, 0, 0, 3] and paths == ["base0", "base0", "base0", "base3"]

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from emorl.emotions import wheel_position
-from emorl.models.warmstart import WarmStartTasks, vocabulary_name, warm_start
+from emorl.models.warmstart import WarmStartTasks, emotion_names, vocabulary_name, warm_start
 from emorl.prompts import get_strategy
 
 STRATEGIES = [get_strategy(name) for name in ("ir", "eur", "esr")]
@@ -38,6 +38,36 @@ def test_emotion_questions_name_the_answer_in_several_corpora_vocabularies(small
         sizes[len(options)] += 1
     assert set(answers) == {"joy", "happy", "happiness"}
     assert min(sizes) == 3 and max(sizes) >= 7  # option lists of varying length
+    # every name is the answer about equally often: MELD's "joy" as often as the "happy" of two
+    # corpora (drawn by corpus, "joy" was the answer 1 time in 4 and the base never chose it)
+    assert max(answers.values()) < 1.3 * min(answers.values()), answers
+
+
+@pytest.mark.parametrize("label,names", [
+    ("joy", ("happiness", "happy", "joy")),     # MELD, IEMOCAP/RAVDESS, SAVEE
+    ("anger", ("anger", "angry")),
+    ("disgust", ("disgust",)),                  # one name everywhere
+    ("neutral", ("neutral",)),                  # calm is not a name of neutral
+])
+def test_emotion_names(label, names):
+    assert emotion_names(label) == names
+
+
+def test_synonym_questions_name_one_emotion_in_another_corpus_words(small_corpus):
+    tasks = WarmStartTasks(STRATEGIES, seed=0)
+    item = small_corpus.items("train")[0]
+    seen = 0
+    for _ in range(300):
+        example = tasks.draw(item, None)
+        asked = re.search(r"the same emotion as the word (\w+)\?", example.text)
+        if not asked:
+            continue
+        seen += 1
+        options = re.search(r"Options: (.*?)\. ", example.text).group(1).split(", ")
+        answer = re.search(r"<answer>(.*)</answer>", example.target).group(1)
+        assert answer in options and wheel_position(answer) == wheel_position(asked.group(1))
+        assert sum(wheel_position(o) == wheel_position(answer) for o in options) == 1
+    assert seen >= 15  # about one question in ten
 
 
 def test_the_warm_start_asks_emotion_questions_only_about_the_pretraining_corpus(tiny, small_corpus, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from pathlib import Path
 from emorl.data.corpus import fingerprint
 from emorl.models.loading import load_backbone
 from emorl.models.tiny import build_tiny_backbone
-from emorl.models.warmstart import tokenizer_corpus, warm_start
+from emorl.models.warmstart import RECIPE_VERSION, tokenizer_corpus, warm_start
 from emorl.prompts import DEFAULT_STRATEGIES, ReasoningStrategy, get_strategy
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def prepare_embedded_base(
             "warm_start": warm_start_settings,
             "strategies": [repr(s) for s in strategies],
             "seed": seed,
+            "recipe": RECIPE_VERSION,
         }
     )
     out = Path(cache_dir) / "tiny-qwen2-audio" / key

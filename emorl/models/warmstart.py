@@ -53,9 +53,14 @@ WORD_QUESTION = "Which of these words did the speaker say? Options: {options}."
 TOPIC_QUESTION = "Which topic does the speaker talk about? Options: {options}."
 VOICE_QUESTION = "Which voice does the speaker have? Options: {options}."
 POSITION_QUESTION = "Which option is listed {position}? Options: {options}."
+SYNONYM_QUESTION = "Which option names the same emotion as the word {name}? Options: {options}."
 POSITIONS = ("first", "second", "last")
-TASKS = ("attribute", "word", "topic", "voice", "position")
-TASK_WEIGHTS = (0.35, 0.1, 0.1, 0.05, 0.40)
+TASKS = ("attribute", "word", "topic", "voice", "position", "synonym")
+TASK_WEIGHTS = (0.35, 0.1, 0.1, 0.05, 0.30, 0.10)
+
+#: The recipe of the warm-start examples; part of the embedded base's cache key, so that a base
+#: cached by an older recipe is rebuilt.  Bump it whenever what the tasks draw changes.
+RECIPE_VERSION = 2
 
 
 def describe_prosody(meta: dict) -> str:
@@ -88,6 +93,16 @@ def vocabulary_name(label: str, vocabulary: Sequence[str]) -> str | None:
     point = wheel_position(label)
     names = [n for n in vocabulary if wheel_position(n) == point and not (point == NEUTRAL and n != NEUTRAL)]
     return names[0] if names else None
+
+
+def emotion_names(label: str) -> tuple[str, ...]:
+    """Every corpus's name for the wheel point of ``label``, as a language model knows them.
+
+    >>> emotion_names("joy")
+    ('happiness', 'happy', 'joy')
+    """
+    names = {vocabulary_name(label, v) for v in LABEL_SETS.values()}
+    return tuple(sorted(n for n in names if n))
 
 
 class WarmStartTasks:
@@ -131,6 +146,16 @@ class WarmStartTasks:
             options = [str(v) for v in self.rng.permutation(["male", "female"])]
             question = VOICE_QUESTION
             conclusion = f"the voice is {answer}"
+        elif kind == "synonym":
+            # Emotion-name knowledge every language model has (happy = joy), about no clip.
+            point = self._choice(sorted({wheel_position(n) for v in self.vocabularies for n in v}))
+            name = self._choice(emotion_names(point))
+            vocabulary = self._choice([v for v in self.vocabularies if vocabulary_name(point, v)])
+            answer = vocabulary_name(point, vocabulary)
+            others = [n for n in self.rng.permutation(vocabulary) if n != answer]
+            options = [str(o) for o in self.rng.permutation([answer, *others[: int(self.rng.integers(2, len(vocabulary)))]])]
+            question = SYNONYM_QUESTION.replace("{name}", name)
+            conclusion = f"{name} and {answer} name the same emotion"
         else:
             position = self._choice(POSITIONS)
             options = [str(o) for o in self.rng.choice(self.option_pool, size=int(self.rng.integers(3, 9)), replace=False)]
@@ -141,8 +166,10 @@ class WarmStartTasks:
 
     def draw_emotion(self, item: Item, audio: np.ndarray | None) -> Example:
         """An emotion question about ``item`` (a pretraining-corpus clip), in one corpus's label names."""
-        vocabulary = self._choice([v for v in self.vocabularies if vocabulary_name(item.label, v)])
-        answer = vocabulary_name(item.label, vocabulary)
+        # Every name of the emotion is the answer equally often (MELD's "joy" as often as the
+        # "happy" two corpora use), then one corpus's label list that uses that name.
+        answer = self._choice(emotion_names(item.label))
+        vocabulary = self._choice([v for v in self.vocabularies if vocabulary_name(item.label, v) == answer])
         others = [n for n in self.rng.permutation(vocabulary) if n != answer]
         options = [str(o) for o in self.rng.permutation([answer, *others[: int(self.rng.integers(2, len(vocabulary)))]])]
         word_class = item.meta.get("word_class", item.label)
