@@ -1,15 +1,24 @@
-"""Summarise runs: ``python -m emorl.report DIR [DIR ...]``.
+"""Summarise runs: ``python -m emorl.report DIR [DIR ...] [--dynamics]``.
 
 Finds every ``metrics.json`` under the given directories (single runs or sweeps).  Training runs
-are grouped by (algo, reward, reasoning, dataset): mean ± std over seeds of the base model's and
-the trained model's test UA / WA / F1, with the number of runs and their mean wall time.
-Evaluations (``emorl.evaluate``) are listed one per row.
+are grouped by (directory given, algo, reward, reasoning, dataset): mean ± std over seeds of the
+base model's and the trained model's test UA / WA / F1, with the number of runs and their mean
+wall time, then every class's recall after training and the lowest of them.  Evaluations
+(``emorl.evaluate``) are listed one per row, then averaged over seeds by what they evaluated
+(the checkpoint's algo, reward and reasoning, or the base) and on which dataset: the
+cross-corpus table (``python -m emorl.evaluate ckpt=<run> dataset=synthetic_heldout``).
+
+``--dynamics`` adds, per group, how GRPO training went (from each run's ``csv`` log): validation
+UA at every check, and per window of steps the policy's entropy, the share of groups whose
+rewards vary, and the labels the sampled completions answered (mean over the group's runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +35,7 @@ def load_runs(dirs: list[str]) -> list[dict]:
             cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
             algo = (cfg.get("algo") or {}).get("name", "grpo")
             metrics["group"] = (
+                Path(d).name,
                 algo,
                 (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-",
                 (cfg.get("reasoning") or {}).get("name", "?"),
@@ -48,7 +58,7 @@ def table(runs: list[dict]) -> str:
     for run in runs:
         groups[run["group"]].append(run)
     header = (
-        "| algo | reward | reasoning | dataset | runs | base UA | base WA | base F1 | trained UA | trained WA | "
+        "| runs from | algo | reward | reasoning | dataset | runs | base UA | base WA | base F1 | trained UA | trained WA | "
         "trained F1 | trained unparsed | train wall s |"
     )
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
@@ -64,6 +74,89 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def recall_table(runs: list[dict]) -> str:
+    """Every class's test recall after training (mean ± std over a group's runs) and the lowest."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        if "trained" in run:
+            groups[run["group"]].append(run)
+    labels = list(dict.fromkeys(label for rs in groups.values() for r in rs for label in r["trained"]["recall"]))
+    header = "| runs from | algo | reward | reasoning | " + " | ".join(labels) + " | lowest |"
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for group, rs in sorted(groups.items()):
+        cells = [*group[:4]]
+        cells += [mean_std([r["trained"]["recall"][label] for r in rs if label in r["trained"]["recall"]])
+                  for label in labels]
+        cells.append(mean_std([min(r["trained"]["recall"].values()) for r in rs]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's CSV log (``csv/*/metrics.csv``), numbers only; [] when there is none."""
+    files = sorted(Path(run_dir).glob("csv/*/metrics.csv"))
+    if not files:
+        return []
+    with open(files[-1], newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def validation_curve(rows: list[dict[str, float]]) -> dict[int, float]:
+    """``{step: val/ua}`` of one run's log.
+
+    >>> validation_curve([{"step": 49.0, "val/ua": 0.3}, {"step": 49.0, "train/loss": 1.0}, {"step": 99.0, "val/ua": 0.4}])
+    {49: 0.3, 99: 0.4}
+    """
+    return {int(r["step"]): r["val/ua"] for r in rows if "val/ua" in r}
+
+
+def window_means(rows: list[dict[str, float]], key: str, width: int) -> dict[int, float]:
+    """Mean of ``key`` over training steps ``[k*width, (k+1)*width)``, by window start ``k*width``.
+
+    >>> window_means([{"step": 0.0, "h": 1.0}, {"step": 1.0, "h": 3.0}, {"step": 2.0, "h": 5.0}], "h", 2)
+    {0: 2.0, 2: 5.0}
+    """
+    sums: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        if key in r and "step" in r and not math.isnan(r[key]):
+            sums[int(r["step"]) // width * width].append(r[key])
+    return {start: statistics.mean(v) for start, v in sorted(sums.items())}
+
+
+def dynamics(runs: list[dict], width: int = 25) -> str:
+    """Per group: validation UA at each check, and per window of steps entropy, the share of groups
+    with reward variance and the sampled labels' shares (means over the group's runs)."""
+    groups: dict[tuple, list[list[dict]]] = defaultdict(list)
+    for run in runs:
+        if "trained" in run and run["group"][1] == "grpo":
+            groups[run["group"]].append(read_log(run["path"]))
+    out = []
+    for group, logs in sorted(groups.items()):
+        logs = [rows for rows in logs if rows]
+        if not logs:
+            continue
+        out.append(f"#### {' / '.join(group)} ({len(logs)} runs)")
+        curves = [validation_curve(rows) for rows in logs]
+        steps = sorted(set().union(*curves))
+        out.append("val UA: " + ", ".join(
+            f"step {s + 1}: {mean_std([c[s] for c in curves if s in c])}" for s in steps))
+        keys = sorted({k for rows in logs for r in rows for k in r if k.startswith("train/sampled/")})
+        columns = ["train/entropy", "train/groups_with_variance", *keys]
+        names = ["entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys)]
+        per_run = [{k: window_means(rows, k, width) for k in columns} for rows in logs]
+        starts = sorted(set().union(*(m for r in per_run for m in r.values())))
+        header = "| steps | " + " | ".join(names) + " |"
+        out += [header, "|---" * (header.count("|") - 1) + "|"]
+        for start in starts:
+            cells = [f"{start + 1}-{start + width}"]
+            for k in columns:
+                values = [r[k][start] for r in per_run if start in r[k]]
+                cells.append(f"{statistics.mean(values):.2f}" if values else "-")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def evaluation_table(evals: list[dict]) -> str:
     header = "| evaluation | ckpt | dataset | split | reasoning | n | UA | WA | F1 | unparsed |"
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
@@ -75,9 +168,41 @@ def evaluation_table(evals: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def evaluated_group(evaluation: dict) -> tuple[str, str, str]:
+    """(algo, reward, reasoning) of the run an evaluation's checkpoint comes from; ("base", "-", reasoning)
+    for the untuned starting model."""
+    ckpt = evaluation.get("ckpt")
+    if not ckpt or ckpt == "None":
+        return ("base", "-", evaluation.get("reasoning", "?"))
+    run = Path(ckpt)
+    run = run.parent if run.name == "model" else run
+    config_file = run / "config_resolved.yaml"
+    cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+    algo = (cfg.get("algo") or {}).get("name", "?")
+    reward = (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
+    return (algo, reward, evaluation.get("reasoning", "?"))
+
+
+def evaluation_summary(evals: list[dict]) -> str:
+    """Evaluations averaged over seeds: by (directory given, evaluated model, dataset, split)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for e in evals:
+        groups[(e["group"][0], *evaluated_group(e), e.get("dataset", "?"), e.get("split", "test"))].append(e)
+    header = "| runs from | model | reward | reasoning | dataset | split | runs | UA | WA | F1 | unparsed | lowest recall |"
+    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    for group, es in sorted(groups.items()):
+        cells = [*group, str(len(es))]
+        cells += [mean_std([e["test"][k] for e in es]) for k in ("ua", "wa", "f1", "unparsed_rate")]
+        cells.append(mean_std([min(e["test"]["recall"].values()) for e in es]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", help="run or sweep directories to search for metrics.json")
+    parser.add_argument("--dynamics", action="store_true", help="add validation curves and per-window training statistics")
+    parser.add_argument("--window", type=int, default=25, help="steps per window of --dynamics (default 25)")
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
     if not runs:
@@ -86,8 +211,12 @@ def main(argv: list[str] | None = None) -> None:
     evals = [r for r in runs if "test" in r]
     if trained:
         print(table(trained))
+        print("\n" + recall_table(trained))
+        if args.dynamics:
+            print("\n" + dynamics(trained, args.window))
     if evals:
         print(("\n" if trained else "") + evaluation_table(evals))
+        print("\n" + evaluation_summary(evals))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""emorl.report: per-class recall over seeds and the learning dynamics read from the CSV logs."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from emorl import report
+
+
+def _run(root, name, recall, log_rows, reward="eswr"):
+    run = root / name
+    (run / "csv" / "version_0").mkdir(parents=True)
+    (run / "config_resolved.yaml").write_text(yaml.safe_dump(
+        {"algo": {"name": "grpo"}, "reward": {"name": reward}, "reasoning": {"name": "esr"}, "dataset": {"name": "synthetic"}}))
+    scores = {"ua": sum(recall.values()) / len(recall), "wa": 0.5, "f1": 0.4, "unparsed_rate": 0.0, "recall": recall}
+    (run / "metrics.json").write_text(json.dumps({"base": scores, "trained": scores, "train": {"wall_time_s": 10.0}}))
+    keys = sorted({k for r in log_rows for k in r})
+    lines = [",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in log_rows]
+    (run / "csv" / "version_0" / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_recall_and_dynamics_average_a_groups_seeds(tmp_path, capsys):
+    sweep = tmp_path / "lever"
+    # two seeds of one setting: joy alive in one, dead in the other
+    _run(sweep, "s0", {"joy": 0.4, "anger": 0.8}, [
+        {"step": 0, "train/entropy": 1.0, "train/groups_with_variance": 1.0, "train/sampled/joy": 0.5},
+        {"step": 1, "train/entropy": 0.5, "train/groups_with_variance": 0.5, "train/sampled/joy": 0.3},
+        {"step": 1, "val/ua": 0.30}, {"step": 3, "val/ua": 0.50},
+    ])
+    _run(sweep, "s1", {"joy": 0.0, "anger": 1.0}, [
+        {"step": 0, "train/entropy": 0.0, "train/groups_with_variance": 0.0, "train/sampled/joy": 0.1},
+        {"step": 1, "val/ua": 0.10}, {"step": 3, "val/ua": 0.30},
+    ])
+    report.main([str(sweep), "--dynamics", "--window", "2"])
+    out = capsys.readouterr().out.splitlines()
+    recall_row = next(line for line in out if line.startswith("| lever | grpo | eswr | esr | 20.0"))
+    # joy 20.0 ± 28.3 (0.4 and 0.0), anger 90.0 ± 14.1, lowest per run (0.4, 0.0) -> 20.0 ± 28.3
+    assert recall_row.split(" | ")[4:] == ["20.0 ± 28.3", "90.0 ± 14.1", "20.0 ± 28.3 |"]
+    assert "val UA: step 2: 20.0 ± 14.1, step 4: 40.0 ± 14.1" in out
+    # steps 1-2: entropy (mean of s0's 1.0 and 0.5 = 0.75, and s1's 0.0) -> 0.375; variance the same; joy (0.4, 0.1)
+    assert "| 1-2 | 0.38 | 0.38 | 0.25 |" in out
+
+
+def test_evaluations_average_over_the_seeds_of_what_they_evaluated(tmp_path, capsys):
+    sweep = tmp_path / "table1"
+    recall = {"joy": 0.2, "anger": 0.6}
+    for seed, ua in ((0, 0.5), (1, 0.7)):
+        _run(sweep, f"s{seed}", recall, [], reward="bcr")
+        e = sweep / f"s{seed}" / "heldout"
+        e.mkdir()
+        test = {"ua": ua, "wa": ua, "f1": ua, "unparsed_rate": 0.0, "recall": {"joy": ua - 0.1, "anger": ua}, "n": 10}
+        (e / "metrics.json").write_text(json.dumps({"ckpt": str(sweep / f"s{seed}"), "dataset": "synthetic_heldout",
+                                                    "split": "test", "reasoning": "esr", "test": test}))
+    base = tmp_path / "zero_shot" / "ir"  # the untuned base, no checkpoint
+    base.mkdir(parents=True)
+    (base / "metrics.json").write_text(json.dumps({"ckpt": "None", "dataset": "synthetic", "split": "test", "reasoning": "ir",
+                                                   "test": {"ua": 0.3, "wa": 0.3, "f1": 0.2, "unparsed_rate": 0.1,
+                                                            "recall": {"joy": 0.0, "anger": 0.6}, "n": 10}}))
+    report.main([str(sweep), str(tmp_path / "zero_shot")])
+    out = capsys.readouterr().out.splitlines()
+    # the two seeds' held-out evaluations of the BCR + ESR runs: UA 60.0 ± 14.1, lowest recall (0.4, 0.6)
+    assert "| table1 | grpo | bcr | esr | synthetic_heldout | test | 2 | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 0.0 ± 0.0 | 50.0 ± 14.1 |" in out
+    assert "| zero_shot | base | - | ir | synthetic | test | 1 | 30.0 ± 0.0 | 30.0 ± 0.0 | 20.0 ± 0.0 | 10.0 ± 0.0 | 0.0 ± 0.0 |" in out
