@@ -10,7 +10,7 @@ cross-corpus table (``python -m emorl.evaluate ckpt=<run> dataset=synthetic_held
 
 ``--dynamics`` adds, per group, how GRPO training went (from each run's ``csv`` log): validation
 UA at every check, and per window of steps the policy's entropy, the share of groups whose
-rewards vary, and the labels the sampled completions answered (mean over the group's runs).
+rewards vary, the accuracy reward and the labels the sampled completions answered (mean over the group's runs).
 """
 
 from __future__ import annotations
@@ -141,8 +141,8 @@ def dynamics(runs: list[dict], width: int = 25) -> str:
         out.append("val UA: " + ", ".join(
             f"step {s + 1}: {mean_std([c[s] for c in curves if s in c])}" for s in steps))
         keys = sorted({k for rows in logs for r in rows for k in r if k.startswith("train/sampled/")})
-        columns = ["train/entropy", "train/groups_with_variance", *keys]
-        names = ["entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys)]
+        columns = ["train/reward/accuracy", "train/entropy", "train/groups_with_variance", *keys]
+        names = ["accuracy reward", "entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys)]
         per_run = [{k: window_means(rows, k, width) for k in columns} for rows in logs]
         starts = sorted(set().union(*(m for r in per_run for m in r.values())))
         header = "| steps | " + " | ".join(names) + " |"
