@@ -222,6 +222,17 @@ def _sampling_logits(logits: Tensor, temperature: float, suppress_ids) -> Tensor
     return logits
 
 
+def gradient_norm(parameters) -> Tensor:
+    """The L2 norm of every gradient together (what norm clipping compares with its threshold); 0 with none.
+
+    >>> p = torch.nn.Parameter(torch.zeros(2)); p.grad = torch.tensor([3.0, 4.0])
+    >>> float(gradient_norm([p]))
+    5.0
+    """
+    norms = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.tensor(0.0)
+
+
 def token_entropy(logits: Tensor, temperature: float = 1.0, suppress_ids=None) -> Tensor:
     """Entropy in nats of the sampling distribution at each position: (N, T, V) -> (N, T).
 

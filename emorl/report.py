@@ -141,8 +141,8 @@ def dynamics(runs: list[dict], width: int = 25) -> str:
         out.append("val UA: " + ", ".join(
             f"step {s + 1}: {mean_std([c[s] for c in curves if s in c])}" for s in steps))
         keys = sorted({k for rows in logs for r in rows for k in r if k.startswith("train/sampled/")})
-        columns = ["train/reward/accuracy", "train/entropy", "train/groups_with_variance", *keys]
-        names = ["accuracy reward", "entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys)]
+        columns = ["train/reward/accuracy", "train/grad_norm", "train/entropy", "train/groups_with_variance", *keys]
+        names = ["accuracy reward", "grad norm", "entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys)]
         per_run = [{k: window_means(rows, k, width) for k in columns} for rows in logs]
         starts = sorted(set().union(*(m for r in per_run for m in r.values())))
         header = "| steps | " + " | ".join(names) + " |"

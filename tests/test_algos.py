@@ -222,3 +222,14 @@ def test_entropy_is_that_of_the_sampling_distribution():
     logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0]]])
     assert algos.token_entropy(logits, suppress_ids=[0, 1, 2]).item() == 0.0  # one token left: certain
     assert algos.token_entropy(logits * 5, temperature=0.5).item() == pytest.approx(math.log(4))  # uniform stays uniform
+
+
+def test_gradient_norm_is_the_norm_clipping_measures():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5)), torch.nn.Parameter(torch.randn(2))]
+    for p in params[:2]:  # the last one has no gradient
+        p.grad = torch.randn_like(p) * 10
+    measured = algos.gradient_norm(params)
+    clipped_from = torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
+    assert float(measured) == pytest.approx(float(clipped_from), rel=1e-6)
+    assert float(algos.gradient_norm(params)) == pytest.approx(1.0, rel=1e-5)  # after clipping to 1

@@ -39,9 +39,9 @@ def test_recall_and_dynamics_average_a_groups_seeds(tmp_path, capsys):
     # joy 20.0 ± 28.3 (0.4 and 0.0), anger 90.0 ± 14.1, lowest per run (0.4, 0.0) -> 20.0 ± 28.3
     assert recall_row.split(" | ")[4:] == ["20.0 ± 28.3", "90.0 ± 14.1", "20.0 ± 28.3 |"]
     assert "val UA: step 2: 20.0 ± 14.1, step 4: 40.0 ± 14.1" in out
-    # steps 1-2: no accuracy reward logged; entropy (mean of s0's 1.0 and 0.5 = 0.75, and s1's 0.0) -> 0.375;
+    # steps 1-2: no accuracy reward or gradient norm logged; entropy (mean of s0's 1.0 and 0.5 = 0.75, and s1's 0.0) -> 0.375;
     # variance the same; joy (0.4, 0.1)
-    assert "| 1-2 | - | 0.38 | 0.38 | 0.25 |" in out
+    assert "| 1-2 | - | - | 0.38 | 0.38 | 0.25 |" in out
 
 
 def test_evaluations_average_over_the_seeds_of_what_they_evaluated(tmp_path, capsys):

@@ -333,6 +333,8 @@ class GRPOModule(EmotionModule):
                     step_metrics.setdefault(key, []).append(value)
             step_metrics.setdefault("loss", []).append(update_loss)
             if not self.deepspeed():  # DeepSpeed clips by its own config ("gradient_clipping")
+                # before clipping: a norm far above max_grad_norm means every update is scaled down
+                step_metrics.setdefault("grad_norm", []).append(algos.gradient_norm(self.policy.parameters()))
                 self.clip_gradients(optimizer, gradient_clip_val=cfg.max_grad_norm, gradient_clip_algorithm="norm")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
