@@ -56,7 +56,8 @@ def test_multirun_sweep_writes_one_folder_per_job(tmp_path, cache_dir):
     # the report groups the sweep's runs by (reward, reasoning)
     report = subprocess.run([sys.executable, "-m", "emorl.report", str(sweep)], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
-    rows = [line for line in report.stdout.splitlines() if line.startswith("| sweep | grpo")]
+    first_table = report.stdout.split("\n\n")[0].splitlines()  # the UA/WA/F1 table; then per-class recall
+    rows = [line for line in first_table if line.startswith("| sweep | grpo")]
     assert [r.split("|")[2:7] for r in rows] == [[" grpo ", " bcr ", " esr ", " synthetic ", " 1 "],
                                                   [" grpo ", " eswr ", " esr ", " synthetic ", " 1 "]]
 
