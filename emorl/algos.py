@@ -241,8 +241,17 @@ def token_entropy(logits: Tensor, temperature: float = 1.0, suppress_ids=None) -
     >>> round(token_entropy(torch.zeros(1, 1, 4), suppress_ids=[2, 3]).item(), 4)  # uniform over 2
     0.6931
     """
-    logp = torch.log_softmax(_sampling_logits(logits, temperature, suppress_ids), dim=-1)
+    return _entropy(_sampling_logits(logits, temperature, suppress_ids))
+
+
+def _entropy(sampling_logits: Tensor) -> Tensor:
+    logp = torch.log_softmax(sampling_logits, dim=-1)
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1)
+
+
+def _picked_log_probs(sampling_logits: Tensor, tokens: Tensor) -> Tensor:
+    picked = sampling_logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(sampling_logits, dim=-1)
 
 
 def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, suppress_ids=None) -> Tensor:
@@ -258,6 +267,16 @@ def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, su
     >>> round(token_log_probs(logits, torch.tensor([[0]]), suppress_ids=[3]).exp().item(), 4)  # over 3
     0.3333
     """
-    logits = _sampling_logits(logits, temperature, suppress_ids)
-    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
+    return _picked_log_probs(_sampling_logits(logits, temperature, suppress_ids), tokens)
+
+
+def token_log_probs_and_entropy(logits: Tensor, tokens: Tensor, temperature: float = 1.0,
+                                suppress_ids=None) -> tuple[Tensor, Tensor]:
+    """:func:`token_log_probs` and :func:`token_entropy` from one pass over the (N, T, V) logits.
+
+    >>> logp, entropy = token_log_probs_and_entropy(torch.zeros(1, 1, 4), torch.tensor([[0]]), suppress_ids=[3])
+    >>> round(logp.exp().item(), 4), round(entropy.item(), 4)  # uniform over 3 tokens
+    (0.3333, 1.0986)
+    """
+    sampling = _sampling_logits(logits, temperature, suppress_ids)
+    return _picked_log_probs(sampling, tokens), _entropy(sampling)

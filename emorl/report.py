@@ -26,6 +26,16 @@ from pathlib import Path
 import yaml
 
 
+def algo_and_reward(cfg: dict, default_algo: str) -> tuple[str, str]:
+    """A run's algorithm and reward names from its resolved config (the reward only for GRPO).
+
+    >>> algo_and_reward({"algo": {"name": "sft"}, "reward": {"name": "eswr"}}, default_algo="grpo")
+    ('sft', '-')
+    """
+    algo = (cfg.get("algo") or {}).get("name", default_algo)
+    return algo, (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
+
+
 def load_runs(dirs: list[str]) -> list[dict]:
     runs = []
     for d in dirs:
@@ -33,11 +43,9 @@ def load_runs(dirs: list[str]) -> list[dict]:
             metrics = json.loads(path.read_text())
             config_file = path.parent / "config_resolved.yaml"
             cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-            algo = (cfg.get("algo") or {}).get("name", "grpo")
             metrics["group"] = (
                 Path(d).name,
-                algo,
-                (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-",
+                *algo_and_reward(cfg, default_algo="grpo"),
                 (cfg.get("reasoning") or {}).get("name", "?"),
                 (cfg.get("dataset") or {}).get("name", "?"),
             )
@@ -178,9 +186,7 @@ def evaluated_group(evaluation: dict) -> tuple[str, str, str]:
     run = run.parent if run.name == "model" else run
     config_file = run / "config_resolved.yaml"
     cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-    algo = (cfg.get("algo") or {}).get("name", "?")
-    reward = (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
-    return (algo, reward, evaluation.get("reasoning", "?"))
+    return (*algo_and_reward(cfg, default_algo="?"), evaluation.get("reasoning", "?"))
 
 
 def evaluation_summary(evals: list[dict]) -> str:

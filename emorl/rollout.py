@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emorl.algos import token_entropy, token_log_probs
+from emorl.algos import token_log_probs, token_log_probs_and_entropy
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "input_features", "feature_attention_mask")
 
@@ -301,10 +301,10 @@ def completion_log_probs(
         )
         logits = out.logits[:, -t - 1 : -1]
     padding = rollout.completion_mask == 0  # after the end: no part of a completion
-    logp = token_log_probs(logits, rollout.completion_ids, temperature, suppress_ids).masked_fill(padding, 0.0)
     if not with_entropy:
-        return logp
-    return logp, token_entropy(logits, temperature, suppress_ids).masked_fill(padding, 0.0)
+        return token_log_probs(logits, rollout.completion_ids, temperature, suppress_ids).masked_fill(padding, 0.0)
+    logp, entropy = token_log_probs_and_entropy(logits, rollout.completion_ids, temperature, suppress_ids)
+    return logp.masked_fill(padding, 0.0), entropy.masked_fill(padding, 0.0)
 
 
 def _checkpointing(model) -> bool:

@@ -224,6 +224,14 @@ def test_entropy_is_that_of_the_sampling_distribution():
     assert algos.token_entropy(logits * 5, temperature=0.5).item() == pytest.approx(math.log(4))  # uniform stays uniform
 
 
+def test_one_pass_gives_the_same_log_probs_and_entropy_as_two():
+    torch.manual_seed(0)
+    logits, tokens = torch.randn(3, 5, 11) * 3, torch.randint(0, 8, (3, 5))
+    logp, entropy = algos.token_log_probs_and_entropy(logits, tokens, temperature=0.7, suppress_ids=[8, 9])
+    assert torch.equal(logp, algos.token_log_probs(logits, tokens, temperature=0.7, suppress_ids=[8, 9]))
+    assert torch.equal(entropy, algos.token_entropy(logits, temperature=0.7, suppress_ids=[8, 9]))
+
+
 def test_gradient_norm_is_the_norm_clipping_measures():
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.randn(5)), torch.nn.Parameter(torch.randn(2))]

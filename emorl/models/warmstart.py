@@ -112,6 +112,8 @@ class WarmStartTasks:
         self.strategies = list(strategies)
         self.rng = np.random.default_rng(seed)
         self.vocabularies = [tuple(n for n in v if n != "calm") for v in LABEL_SETS.values()]
+        self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
+        self.topics = sorted({t for style in STYLES.values() for t in style.topics})
         self.words = _word_pool()
         # Label words of every corpus: the answer tokens the emotion question will need.
         self.option_pool = sorted({label for labels in LABEL_SETS.values() for label in labels})
@@ -135,9 +137,8 @@ class WarmStartTasks:
             question = WORD_QUESTION
             conclusion = f"the speaker said {answer}"
         elif kind == "topic":
-            topics = sorted({t for style in STYLES.values() for t in style.topics})
-            answer = item.meta.get("topic") or next(t for t in topics if f" {t} " in f" {item.transcript} ")
-            others = [t for t in self.rng.permutation(topics) if t != answer][: int(self.rng.integers(3, 9))]
+            answer = item.meta.get("topic") or next(t for t in self.topics if f" {t} " in f" {item.transcript} ")
+            others = [t for t in self.rng.permutation(self.topics) if t != answer][: int(self.rng.integers(3, 9))]
             options = [str(t) for t in self.rng.permutation([answer, *others])]
             question = TOPIC_QUESTION
             conclusion = f"the speaker talks about the {answer}"
@@ -148,12 +149,11 @@ class WarmStartTasks:
             conclusion = f"the voice is {answer}"
         elif kind == "synonym":
             # Emotion-name knowledge every language model has (happy = joy), about no clip.
-            point = self._choice(sorted({wheel_position(n) for v in self.vocabularies for n in v}))
+            point = self._choice(self.points)
             name = self._choice(emotion_names(point))
             vocabulary = self._choice([v for v in self.vocabularies if vocabulary_name(point, v)])
             answer = vocabulary_name(point, vocabulary)
-            others = [n for n in self.rng.permutation(vocabulary) if n != answer]
-            options = [str(o) for o in self.rng.permutation([answer, *others[: int(self.rng.integers(2, len(vocabulary)))]])]
+            options = self._label_options(answer, vocabulary)
             question = SYNONYM_QUESTION.replace("{name}", name)
             conclusion = f"{name} and {answer} name the same emotion"
         else:
@@ -170,13 +170,17 @@ class WarmStartTasks:
         # "happy" two corpora use), then one corpus's label list that uses that name.
         answer = self._choice(emotion_names(item.label))
         vocabulary = self._choice([v for v in self.vocabularies if vocabulary_name(item.label, v) == answer])
-        others = [n for n in self.rng.permutation(vocabulary) if n != answer]
-        options = [str(o) for o in self.rng.permutation([answer, *others[: int(self.rng.integers(2, len(vocabulary)))]])]
+        options = self._label_options(answer, vocabulary)
         word_class = item.meta.get("word_class", item.label)
         word_name = vocabulary_name(word_class, vocabulary) or word_class
         words = "the words are neutral" if word_class == NEUTRAL else f"the words sound {word_name}"
         conclusion = f"{words}, the voice sounds {answer}"
         return self._render(item, audio, options, self._choice(EMOTION_QUESTIONS), answer, conclusion)
+
+    def _label_options(self, answer: str, vocabulary: Sequence[str]) -> list[str]:
+        """``answer`` and 2 or more other names of ``vocabulary``, in random order."""
+        others = [n for n in self.rng.permutation(vocabulary) if n != answer]
+        return [str(o) for o in self.rng.permutation([answer, *others[: int(self.rng.integers(2, len(vocabulary)))]])]
 
     def _render(self, item, audio, options, question, answer, conclusion) -> Example:
         strategy = self._choice(self.strategies)

@@ -255,16 +255,18 @@ class GRPOModule(EmotionModule):
         ro = self.rollout(batch)
         total, components = self.score(ro, batch, progress)
         varied = lambda t: (t.view(-1, g).std(dim=1) > 0).tolist()  # noqa: E731
-        stats = {"groups_with_variance": float(sum(varied(total))) / cfg.prompts_per_step}
-        if not cfg.dynamic_sampling or all(varied(total)):
+        flags = varied(total)  # per group, in draw order: do its rewards vary?
+        stats = {"groups_with_variance": float(sum(flags)) / cfg.prompts_per_step}
+        if not cfg.dynamic_sampling or all(flags):
             return batch, ro, total, components, {**stats, "resample_rounds": 0.0}
         draws = [(batch, ro, total, components)]
         draw = 0
-        while sum(sum(varied(d[2])) for d in draws) < cfg.prompts_per_step and draw < cfg.max_resample_rounds:
+        while sum(flags) < cfg.prompts_per_step and draw < cfg.max_resample_rounds:
             draw += 1
             extra = self.extra_prompts(draw)
             extra_ro = self.rollout(extra, draw=draw)
             draws.append((extra, extra_ro, *self.score(extra_ro, extra, progress)))
+            flags += varied(draws[-1][2])
         pad_id = self.processor.tokenizer.pad_token_id
         merged = rollout.merge_batches([d[0] for d in draws], pad_id)
         offsets = [0]
@@ -275,7 +277,6 @@ class GRPOModule(EmotionModule):
         merged_ro = rollout.concat(parts, rollout.model_inputs(merged), pad_id)
         all_total = torch.cat([d[2] for d in draws])
         all_components = {k: torch.cat([d[3][k] for d in draws]) for k in components}
-        flags = varied(all_total)
         keep = [i for i, ok in enumerate(flags) if ok][: cfg.prompts_per_step]
         keep += [i for i, ok in enumerate(flags[: cfg.prompts_per_step]) if not ok][: cfg.prompts_per_step - len(keep)]
         rows = torch.tensor([i * g + j for i in keep for j in range(g)])
