@@ -2,8 +2,9 @@
 
 * ``checkpoints/best.ckpt``: saved whenever validation UA improves (RL runs peak early); with
   ``checkpoint.select=best`` the test metrics and the exported ``model/`` come from it.
-* ``checkpoints/last.ckpt``: saved every ``checkpoint.every_n_steps`` steps and at once on
-  SIGTERM (a preempted job); ``resume=auto`` continues from it when the run directory holds one.
+* ``checkpoints/last.ckpt``: saved every ``checkpoint.every_n_steps`` steps (after that step's
+  validation when one follows it) and at once on SIGTERM (a preempted job); ``resume=auto``
+  continues from it when the run directory holds one.
   It carries the weights, the optimizer, the loop counters, the position in the training order
   and the module's counters, so that the resumed run ends as an uninterrupted one would.
 * ``model/``: the policy in the Hugging Face format (a standard peft adapter with LoRA), its
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,6 +52,77 @@ class CheckpointOnSigterm(Callback):
         log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file in its own folder, then renames it into place.
+
+    A checkpoint on disk is then always a whole one: the previous ``last.ckpt`` or ``best.ckpt``
+    stays until its successor is complete.  (Lightning's own writer stages the file in the system
+    temporary folder; where that is another disk, the final move is a copy that truncates the old
+    checkpoint first, and a full disk leaves half a file.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def use_atomic_checkpoints(trainer) -> None:
+    """Give ``trainer`` the :class:`AtomicCheckpointIO` (DeepSpeed writes its own checkpoint folders)."""
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if not isinstance(trainer.strategy, DeepSpeedStrategy) and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def validation_follows(trainer) -> bool:
+    """Whether Lightning validates right after the training step that just ended.
+
+    Asked in ``on_train_batch_end``; the answer is the one the training loop gets when it
+    decides, a moment later, from the same counters.
+    """
+    loop = trainer.fit_loop
+    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+
+
+class PeriodicCheckpoint(Checkpoint):
+    """Save ``path`` every ``every`` steps; at a step followed by a validation, after it.
+
+    Lightning resumes a checkpoint taken at the end of a training step *past* the validation
+    that follows that step (it fast-forwards the validation's counters).  Taken there, a run
+    killed during the validation would resume without ever running it, and select another
+    checkpoint than an uninterrupted run.  Taken after the validation (and after the best
+    checkpoint was updated), a kill during the validation resumes from the previous
+    checkpoint, retrains the same steps and validates.
+    """
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path = Path(path)
+        self.every = int(every)
+
+    def _due(self, trainer) -> bool:
+        return self.every > 0 and trainer.global_step > 0 and trainer.global_step % self.every == 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(trainer) and not validation_follows(trainer):
+            trainer.save_checkpoint(self.path)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._due(trainer):
+            trainer.save_checkpoint(self.path)
+
+
 def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]:
     """The best-by-val-UA, periodic-last and on-SIGTERM checkpoint callbacks."""
     every = int(cfg.checkpoint.every_n_steps)
@@ -56,10 +131,7 @@ def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]
             dirpath=ckpt_dir, filename="best", monitor="val/ua", mode="max", save_top_k=1,
             auto_insert_metric_name=False, enable_version_counter=False,
         ),
-        "last": ModelCheckpoint(
-            dirpath=ckpt_dir, filename="last", save_top_k=1 if every else 0, every_n_train_steps=every or None,
-            enable_version_counter=False,
-        ),
+        "last": PeriodicCheckpoint(ckpt_dir / "last.ckpt", every),
         "sigterm": CheckpointOnSigterm(ckpt_dir / "last.ckpt"),
     }
 

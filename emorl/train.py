@@ -28,7 +28,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from emorl import builders
-    from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path
+    from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path, use_atomic_checkpoints
     from emorl.metrics import plot_confusion
 
     if cfg.num_threads:
@@ -61,6 +61,7 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
     callbacks = checkpoint_callbacks(cfg, ckpt_dir)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
+    use_atomic_checkpoints(trainer)
     if trainer.is_global_zero and resume is None:
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
         (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
