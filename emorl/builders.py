@@ -9,6 +9,7 @@ way.  Variants are chosen by ``_target_`` in the config groups: the LightningMod
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import json
 import logging
@@ -60,7 +61,72 @@ def grpo_settings(cfg: DictConfig):
     from emorl.modules.grpo import GRPOConfig
 
     node = cfg.algo.get("grpo")
-    return None if node is None else GRPOConfig(**OmegaConf.to_container(node, resolve=True))
+    if node is None:
+        return None
+    settings = OmegaConf.to_container(node, resolve=True)
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(
+            f"algo.grpo has no setting {', '.join(unknown)} (added with '+'?); drop it, or pick one of: {', '.join(sorted(known))}"
+        )
+    return GRPOConfig(**settings)
+
+
+#: Settings with a fixed set of values: key -> the values it takes.
+CHOICES = {
+    "checkpoint.select": ("best", "last"),
+    "data.test_split": ("train", "val", "test", "all"),
+}
+
+
+def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
+    """Settings a run would misread or fail on late, refused in seconds, each by its full key.
+
+    Runs before any corpus or model is touched (``emorl.train`` checks the corpus next, then builds
+    the model).  Raises ``ValueError`` naming the key, the value and what to set.
+    """
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in allowed:
+            raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    if training:
+        steps, epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        if not (whole(steps) and (steps >= 1 or (steps == -1 and whole(epochs) and epochs >= 1))):
+            raise ValueError(
+                f"trainer.max_steps={steps!r} with trainer.max_epochs={epochs!r} trains nothing or without end: set "
+                "trainer.max_steps >= 1, or trainer.max_steps=-1 and trainer.max_epochs >= 1"
+            )
+        every = OmegaConf.select(cfg, "checkpoint.every_n_steps")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ValueError(f"checkpoint.every_n_steps={every!r}: set a whole number of steps >= 0 (0: never)")
+        interval = OmegaConf.select(cfg, "trainer.val_check_interval")
+        if interval is not None and not (
+            (isinstance(interval, int) and interval >= 1) or (isinstance(interval, float) and 0 < interval <= 1)
+        ):
+            raise ValueError(
+                f"trainer.val_check_interval={interval!r} (algo.val_check_interval): set a number of steps >= 1, "
+                "or a share of an epoch in (0, 1]"
+            )
+        check_optimizer(cfg)
+    tokens = OmegaConf.select(cfg, "eval.max_new_tokens")
+    if tokens is not None and (not isinstance(tokens, int) or tokens < 1):
+        raise ValueError(f"eval.max_new_tokens={tokens!r}: set a whole number >= 1")
+
+
+def check_optimizer(cfg: DictConfig) -> None:
+    """Build ``optimizer`` on a stand-in parameter: a bad learning rate fails now, with its key."""
+    import torch
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"optimizer ({cfg.optimizer._target_}) refuses its settings: {error}. optimizer.lr={cfg.optimizer.get('lr')} "
+            "comes from algo.lr (model.lr for GRPO): set a positive model.lr, or optimizer.<key> for the others"
+        ) from error
 
 
 def check_strategy(cfg: DictConfig, algo) -> None:

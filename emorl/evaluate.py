@@ -31,13 +31,21 @@ def evaluate(cfg: DictConfig) -> dict:
     """Test metrics of ``cfg.ckpt`` (or of the configured starting model) on ``cfg.dataset``."""
     from hydra.utils import instantiate
 
-    from emorl.builders import build_module, checkpoint_strategy, load_checkpoint, model_dir, resolve_model_path
+    from emorl.builders import (
+        build_module,
+        check_run_settings,
+        checkpoint_strategy,
+        load_checkpoint,
+        model_dir,
+        resolve_model_path,
+    )
     from emorl.checkpointing import read_model_info
     from emorl.data.corpus import RelabeledCorpus
     from emorl.emotions import cross_corpus_mapping, label_set
     from emorl.metrics import plot_confusion
     from emorl.models.loading import load_backbone
 
+    check_run_settings(cfg, training=False)
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     out = Path(cfg.paths.output_dir)

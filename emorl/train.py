@@ -39,6 +39,8 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
     ckpt_dir = run_dir / "checkpoints"
     resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
+    # Preflight: every check that needs no model runs first, in seconds, before hours of work.
+    builders.check_run_settings(cfg)
     algo = builders.grpo_settings(cfg)  # checks invariants before any work
     builders.check_strategy(cfg, algo)
     corpus = instantiate(cfg.dataset.corpus)
@@ -51,12 +53,13 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         from emorl.prompts import gold_response
 
         gold_response(strategy, labels[0])  # supervised targets need reasoning=ir: fail now, not at the first batch
+    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
+    for stage in ("fit", "test"):  # every split's labels and audio are checked before any model is built
+        datamodule.setup(stage)
 
     base_path = builders.resolve_model_path(cfg, corpus, strategy)
     policy, processor, reference = builders.build_policy(cfg, base_path)
-    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
-    for stage in ("fit", "test"):  # every split's labels and audio are checked before any evaluation or training
-        datamodule.setup(stage)
+    datamodule.use_processor(processor)
     module = builders.build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
     loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
     callbacks = checkpoint_callbacks(cfg, ckpt_dir)

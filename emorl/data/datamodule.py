@@ -50,7 +50,8 @@ class EmotionDataModule(L.LightningDataModule):
     Args:
         corpus: object with ``labels`` and ``items(split)``.
         strategy: reasoning strategy whose prompt every question uses.
-        processor: the model's processor.
+        processor: the model's processor; ``None`` to check the splits before any model exists
+            (:meth:`setup` needs none), then :meth:`use_processor` before the loaders are asked for.
         batch_size: prompts per training step.
         eval_batch_size: prompts per evaluation batch.
         check_audio: read every file once before use to fail early on bad audio.
@@ -65,7 +66,7 @@ class EmotionDataModule(L.LightningDataModule):
         self,
         corpus,
         strategy: ReasoningStrategy,
-        processor,
+        processor=None,
         batch_size: int = 8,
         eval_batch_size: int = 64,
         num_workers: int = 0,
@@ -79,7 +80,7 @@ class EmotionDataModule(L.LightningDataModule):
         super().__init__()
         self.corpus = corpus
         self.strategy = strategy
-        self.collate = Collator(processor)
+        self.collate = Collator(processor) if processor is not None else None
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -91,6 +92,15 @@ class EmotionDataModule(L.LightningDataModule):
         self.targets = targets
         self.datasets: dict[str, EmotionQuestions] = {}
         self.report: SkipReport = getattr(corpus, "report", None) or SkipReport("error", getattr(corpus, "name", "corpus"))
+
+    def use_processor(self, processor) -> None:
+        """Batch with ``processor`` (the model's, once it is loaded)."""
+        self.collate = Collator(processor)
+
+    def _collate(self):
+        if self.collate is None:
+            raise RuntimeError("EmotionDataModule has no processor yet: call use_processor(processor) first")
+        return self.collate
 
     @property
     def labels(self):
@@ -132,13 +142,13 @@ class EmotionDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank)
-        return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self.collate)
+        return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self._collate())
 
     def random_train_batch(self, size: int, seed: int) -> dict:
         """``size`` training questions drawn at random by ``seed``, collated (extra prompts for dynamic sampling)."""
         dataset = self.dataset("train")
         index = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:size].tolist()
-        return self.collate([dataset[i] for i in index])
+        return self._collate()([dataset[i] for i in index])
 
     def _eval_loader(self, split: str) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
@@ -146,7 +156,7 @@ class EmotionDataModule(L.LightningDataModule):
             batch_size=self.eval_batch_size,
             shuffle=False,
             num_workers=self.num_workers,
-            collate_fn=self.collate,
+            collate_fn=self._collate(),
         )
 
     def val_dataloader(self):

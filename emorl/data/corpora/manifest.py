@@ -56,7 +56,7 @@ class ManifestCorpus(Corpus):
     def rows(self) -> list[tuple[str, dict]]:
         """``(where, row)`` for every row of the manifest."""
         if not self.path.is_file():
-            raise CorpusError(f"dataset.path={self.path}: manifest not found")
+            raise CorpusError(f"dataset.path={self.path}: manifest not found; give the path of a .jsonl or .csv manifest")
         text = self.path.read_text(encoding="utf-8")
         if self.path.suffix.lower() == ".csv":
             reader = csv.DictReader(io.StringIO(text))  # quoted fields may hold newlines
