@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test metrics of ``cfg.ckpt`` (or of the configured starting model) on ``cfg.dataset``."""
+    from emorl.runlock import run_directory_lock
+
+    with run_directory_lock(Path(cfg.paths.output_dir), "emorl.evaluate"):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from emorl.builders import (

@@ -22,7 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> tuple[dict, dict]:
-    """Run one experiment; returns ``(metrics, objects)``."""
+    """Run one experiment; returns ``(metrics, objects)``. One run at a time per run directory."""
+    from emorl.runlock import run_directory_lock
+
+    with run_directory_lock(Path(cfg.paths.output_dir), "emorl.train"):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> tuple[dict, dict]:
     import lightning as L
     from hydra.utils import instantiate
     from lightning.pytorch.utilities.exceptions import SIGTERMException
