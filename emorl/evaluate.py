@@ -70,13 +70,15 @@ def _evaluate(cfg: DictConfig) -> dict:
                  ", ".join(f"{k} -> {v}" for k, v in merged.items()) or "no label mapped")
         if merged:
             corpus = RelabeledCorpus(corpus, mapping)
+    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
+    datamodule.setup("test")  # the split's labels and audio are checked before any model is loaded
     if cfg.get("ckpt"):
         model, processor = load_checkpoint(cfg.ckpt, cfg.model.dtype)
     else:
         model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
     model.eval()
     module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
-    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy, processor=processor)
+    datamodule.use_processor(processor)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     result = module.eval_results["test"]

@@ -245,3 +245,37 @@ def test_unreadable_or_empty_audio_stops_or_is_counted(tmp_path):
     report = lenient.report.summary()
     assert report["skipped"] == {"train": 2}
     assert any("empty" in e for e in report["skipped_examples"])
+
+
+@pytest.mark.parametrize("lines,error,kept,skipped", [
+    # a row listed twice was trained (or scored) twice
+    (["a.wav,happy,train", "a.wav,happy,train"], r"a.wav: listed twice in the train split", ["a.wav"], {"train": 1}),
+    # a clip in train and in test leaked silently; the first listing keeps it
+    (["a.wav,happy,train", "a.wav,happy,test"], r"a.wav: in both the train and the test split", ["a.wav"], {"test": 1}),
+    # the same file by another name is the same clip
+    (["a.wav,happy,train", "sub/../a.wav,happy,test"], r"in both the train and the test split", ["a.wav"], {"test": 1}),
+    # a relative path that leaves the corpus folder was followed
+    (["a.wav,happy,train", "../outside.wav,sad,train"], r"m.csv:3: relative path '../outside.wav' leaves the corpus folder",
+     ["a.wav"], {"train": 1}),
+])
+def test_manifest_repeats_leaks_and_escapes_stop_or_are_counted(tmp_path, lines, error, kept, skipped):
+    root = tmp_path / "corpus"
+    write_wav(root / "a.wav")
+    (root / "sub").mkdir()
+    write_wav(tmp_path / "outside.wav")
+    (root / "m.csv").write_text("path,label,split\n" + "\n".join(lines) + "\n")
+    with pytest.raises(CorpusError, match=error):
+        ManifestCorpus(root / "m.csv", labels="iemocap4").items("all")
+    corpus = ManifestCorpus(root / "m.csv", labels="iemocap4", on_bad_item="skip")
+    assert [Path(i.path).name for i in corpus.items("all")] == kept
+    assert corpus.report.summary()["skipped"] == skipped
+
+
+def test_a_manifest_with_a_byte_order_mark_reads_its_header(tmp_path):
+    """Spreadsheet exports start with a UTF-8 byte-order mark: the header read '\\ufeffpath'."""
+    write_wav(tmp_path / "a.wav")
+    (tmp_path / "m.csv").write_text("\ufeffpath,label,split\na.wav,happy,train\n", encoding="utf-8")
+    (tmp_path / "m.jsonl").write_text('\ufeff{"path": "a.wav", "label": "sad", "split": "test"}\n', encoding="utf-8")
+    assert [(Path(i.path).name, i.label, i.split) for i in ManifestCorpus(tmp_path / "m.csv", labels="iemocap4").items("all")] \
+        == [("a.wav", "happy", "train")]
+    assert [i.label for i in ManifestCorpus(tmp_path / "m.jsonl", labels="iemocap4").items("all")] == ["sad"]

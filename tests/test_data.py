@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from emorl.data.corpus import read_manifest
@@ -188,3 +189,26 @@ def test_the_cache_key_follows_the_style_content(tmp_path, monkeypatch):
     edited = replace(synthetic.STYLES["pretrain"], templates=("a {kw} {topic}",))
     monkeypatch.setitem(synthetic.STYLES, "pretrain", edited)
     assert SyntheticCorpus(tmp_path, style="pretrain").dir != before  # no stale corpus after editing a style
+
+
+def test_clips_longer_than_the_model_window_are_counted_per_split(tmp_path, tiny):
+    """A 10-minute clip was cut to the model's window (4 s for the tiny model) with nothing said."""
+    import soundfile as sf
+
+    from emorl.data.corpora import ManifestCorpus
+    from emorl.data.datamodule import EmotionDataModule
+    from emorl.prompts import get_strategy
+
+    _, processor = tiny
+    for name, seconds in (("short.wav", 1.0), ("long.wav", 6.5), ("t1.wav", 2.0), ("t2.wav", 9.0), ("t3.wav", 4.0)):
+        sf.write(str(tmp_path / name), np.zeros(int(seconds * 16000), dtype=np.float32) + 0.01, 16000)
+    (tmp_path / "m.csv").write_text("path,label,split\nshort.wav,happy,train\nlong.wav,sad,train\nt1.wav,sad,val\n"
+                                    "t2.wav,happy,test\nt3.wav,sad,test\n")
+    datamodule = EmotionDataModule(ManifestCorpus(tmp_path / "m.csv", labels="iemocap4"), get_strategy("ir"), batch_size=1)
+    for stage in ("fit", "test"):
+        datamodule.setup(stage)
+    datamodule.use_processor(processor)
+    assert datamodule.summary()["truncated"] == {
+        "train": {"clips": 1, "of": 2, "window_s": 4.0, "longest_s": 6.5},
+        "test": {"clips": 1, "of": 2, "window_s": 4.0, "longest_s": 9.0},  # exactly 4 s is not cut
+    }

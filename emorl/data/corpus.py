@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -114,10 +115,30 @@ class Corpus:
 
     def all_items(self) -> list[Item]:
         if self._items is None:
-            self._items = self.load()
+            self._items = self._each_file_once(self.load())
             counts = {split: sum(i.split == split for i in self._items) for split in SPLITS}
             log.info("%s: %s items from %s; %s", self.name, counts, self.root, self.report.summary())
         return self._items
+
+    def _each_file_once(self, items: list[Item]) -> list[Item]:
+        """Each audio file once: listed twice in a split it counts twice; in two splits it leaks."""
+        first: dict[str, Item] = {}
+        kept = []
+        for item in items:
+            key = os.path.realpath(item.path)
+            seen = first.setdefault(key, item)
+            if seen is item:
+                kept.append(item)
+            elif seen.split == item.split:
+                self.report.bad(item.path, f"listed twice in the {item.split} split (it would be counted twice)", item.split)
+            else:
+                self.report.bad(
+                    item.path,
+                    f"in both the {seen.split} and the {item.split} split (a clip trained on and tested on leaks); "
+                    "give each clip one split",
+                    item.split,
+                )
+        return kept
 
     def items(self, split: str) -> list[Item]:
         """Items of ``split``: ``train``, ``val``, ``test``, or ``all`` (every split, e.g. for cross-corpus tests)."""

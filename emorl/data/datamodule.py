@@ -10,7 +10,7 @@ import logging
 import lightning as L
 import torch
 
-from emorl.data.audio import AudioError, load_audio
+from emorl.data.audio import SAMPLE_RATE, AudioError, load_audio
 from emorl.data.batching import Collator, EmotionQuestions
 from emorl.data.corpus import Item, SkipReport
 from emorl.data.sampling import EpochBatchSampler, ResumableLoader
@@ -19,11 +19,15 @@ from emorl.prompts import ReasoningStrategy, gold_response
 log = logging.getLogger(__name__)
 
 
-def check_items(items: list[Item], labels, split: str, report: SkipReport | None = None, audio: bool = True) -> list[Item]:
+def check_items(
+    items: list[Item], labels, split: str, report: SkipReport | None = None, audio: bool = True,
+    seconds: dict[str, float] | None = None,
+) -> list[Item]:
     """The usable items of a split: a foreign label or unusable audio stops the run, or is skipped and counted.
 
-    Reads every file once (``audio=True``), so that a broken corpus fails before training.  An
-    empty split always fails: nothing would be trained or measured.
+    Reads every file once (``audio=True``), so that a broken corpus fails before training, and
+    records each clip's duration in ``seconds`` (path -> s) when given.  An empty split always
+    fails: nothing would be trained or measured.
     """
     report = report or SkipReport("error")
     allowed = set(labels)
@@ -34,10 +38,12 @@ def check_items(items: list[Item], labels, split: str, report: SkipReport | None
             continue
         if audio:
             try:
-                load_audio(item.path)
+                wav = load_audio(item.path)
             except AudioError as err:
                 report.bad(item.path, str(err).removeprefix(f"{item.path}: "), split)
                 continue
+            if seconds is not None:
+                seconds[item.path] = len(wav) / SAMPLE_RATE
         kept.append(item)
     if not kept:
         raise ValueError(f"the {split} split is empty; check dataset settings and the corpus root")
@@ -91,11 +97,31 @@ class EmotionDataModule(L.LightningDataModule):
         self.test_split = test_split
         self.targets = targets
         self.datasets: dict[str, EmotionQuestions] = {}
+        self.seconds: dict[str, float] = {}  # clip durations, read while checking the audio
+        self.truncated: dict[str, dict] = {}  # per split: clips longer than the model's audio window
         self.report: SkipReport = getattr(corpus, "report", None) or SkipReport("error", getattr(corpus, "name", "corpus"))
 
     def use_processor(self, processor) -> None:
-        """Batch with ``processor`` (the model's, once it is loaded)."""
+        """Batch with ``processor`` (the model's, once it is loaded); report clips its window cuts."""
         self.collate = Collator(processor)
+        extractor = getattr(processor, "feature_extractor", None)
+        if extractor is not None and getattr(extractor, "n_samples", None):
+            self.count_truncated(extractor.n_samples / extractor.sampling_rate)
+
+    def count_truncated(self, window_s: float) -> dict[str, dict]:
+        """Clips of each checked split longer than ``window_s`` (the model hears their first ``window_s``)."""
+        self.truncated = {}
+        for split, dataset in self.datasets.items():
+            long = [self.seconds[i.path] for i in dataset.items if self.seconds.get(i.path, 0.0) > window_s + 1e-3]
+            if long:
+                self.truncated[split] = {"clips": len(long), "of": len(dataset), "window_s": round(window_s, 2),
+                                         "longest_s": round(max(long), 2)}
+                log.warning(
+                    "data: %d of %d clips of the %s split are longer than the model's %.1f s audio window (longest "
+                    "%.1f s); the model hears only their first %.1f s", len(long), len(dataset), split, window_s,
+                    max(long), window_s,
+                )
+        return self.truncated
 
     def _collate(self):
         if self.collate is None:
@@ -109,7 +135,8 @@ class EmotionDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> EmotionQuestions:
         """The questions of ``split`` (``train``, ``val``, ``test`` or ``all``), checked on first use."""
         if split not in self.datasets:
-            items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio)
+            items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio,
+                                seconds=self.seconds)
             target = gold_response if self.targets and split == "train" else None
             self.datasets[split] = EmotionQuestions(
                 items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed,
@@ -129,7 +156,8 @@ class EmotionDataModule(L.LightningDataModule):
 
     def summary(self) -> dict:
         """Questions per split and the corpus's skip report (for ``metrics.json``)."""
-        return {"questions": {k: len(v) for k, v in self.datasets.items()}, **self.report.summary()}
+        return {"questions": {k: len(v) for k, v in self.datasets.items()}, "truncated": self.truncated,
+                **self.report.summary()}
 
     def train_dataloader(self):
         """Seeded order per epoch, resumable mid-epoch (its position is saved in Lightning checkpoints).

@@ -57,7 +57,7 @@ class ManifestCorpus(Corpus):
         """``(where, row)`` for every row of the manifest."""
         if not self.path.is_file():
             raise CorpusError(f"dataset.path={self.path}: manifest not found; give the path of a .jsonl or .csv manifest")
-        text = self.path.read_text(encoding="utf-8")
+        text = self.path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
         if self.path.suffix.lower() == ".csv":
             reader = csv.DictReader(io.StringIO(text))  # quoted fields may hold newlines
             if not {"path", "label"} <= set(reader.fieldnames or []):
@@ -89,7 +89,12 @@ class ManifestCorpus(Corpus):
                 continue
             speaker = str(row.get("speaker") or "").strip()
             path = Path(row["path"])
-            path = path if path.is_absolute() else self.root / path
+            if not path.is_absolute():
+                path = self.root / path
+                if not path.resolve().is_relative_to(self.root.resolve()):
+                    self.report.bad(where, f"relative path {row['path']!r} leaves the corpus folder {self.root} "
+                                    "(relative paths are read inside dataset.audio_root); give an absolute path", split_value or "unknown")
+                    continue
             if split_value:
                 if split_value not in SPLIT_ALIASES:
                     self.report.bad(where, f"split {row['split']!r} is not one of {sorted(SPLIT_ALIASES)}")
