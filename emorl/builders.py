@@ -253,6 +253,11 @@ def model_dir(ckpt: str | Path) -> Path:
         path = path / "model"
     if not path.is_dir():
         raise FileNotFoundError(f"ckpt={ckpt}: no such run or model directory")
+    if not any((path / name).exists() for name in ("config.json", "adapter_config.json")):
+        raise FileNotFoundError(
+            f"ckpt={ckpt}: holds no model/ folder and no saved model. A run exports model/ when it ends: one that "
+            "was stopped resumes with its own command; one run with save_model=false saved none"
+        )
     return path
 
 

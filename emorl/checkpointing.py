@@ -166,6 +166,7 @@ def resume_path(cfg: DictConfig, ckpt_dir: Path, saved_config: Path) -> str | No
         if setting == "auto":
             return None
         raise FileNotFoundError(f"resume={setting}: no such checkpoint")
+    check_checkpoint_file(path)
     if saved_config.exists():
         import yaml
 
@@ -176,6 +177,24 @@ def resume_path(cfg: DictConfig, ckpt_dir: Path, saved_config: Path) -> str | No
                 "same overrides, set resume=null to start over in this directory, or use another hydra.run.dir"
             )
     return str(path)
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A checkpoint that cannot be read (cut short by a full disk, a copy) stops the run, naming it and the way out.
+
+    PyTorch checkpoints are zip archives; one cut short lacks its end record.  The check reads
+    the archive's directory only, not the weights.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ValueError(
+            f"{path} is damaged ({error}), so the run cannot resume from it. Start over in this directory with "
+            "resume=null, or resume from another checkpoint with resume=<path of a .ckpt>"
+        ) from None
 
 
 def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy, base_path: str) -> None:
@@ -210,4 +229,15 @@ def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy
 def read_model_info(model_dir: Path) -> dict:
     """``emorl.json`` of an exported model, or {} for a model emorl did not train."""
     path = Path(model_dir) / "emorl.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(
+            f"{path} is damaged ({error}). emorl.train writes it when it exports the model: rerun the run's command "
+            "(a finished run exports again), or restore the file"
+        ) from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object of the model's labels and settings, got {type(info).__name__}")
+    return info

@@ -190,3 +190,50 @@ def test_sft_trains_on_a_corpus_in_its_native_layout_and_counts_skipped_clips(ti
     values = [float(r["train/loss"]) for r in csv.DictReader(open(losses[0])) if r.get("train/loss")]
     assert len(values) == 15 and values[-1] < 0.5 * values[0], "cross-entropy on the gold answers must fall"
     assert metrics["trained"]["n"] == 16 and set(objects["module"].labels) == set(metrics["trained"]["recall"])
+
+
+def _damaged_model_card(tiny_ckpt, tmp_path):
+    (tiny_ckpt / "emorl.json").write_text('{"labels": ["joy",')  # cut short
+    return [f"ckpt={tiny_ckpt}"]
+
+
+def _run_without_model(tiny_ckpt, tmp_path):
+    run = tmp_path / "stopped-run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config_resolved.yaml").write_text("seed: 0\n")
+    return [f"ckpt={run}"]
+
+
+def _missing_pretrained_folder(tiny_ckpt, tmp_path):
+    return [f"model.pretrained={tmp_path / 'no-such-model'}", "reasoning=ir"]
+
+
+@pytest.mark.parametrize("setup,message", [
+    # a bare JSONDecodeError, no file named
+    (_damaged_model_card, r"model/emorl.json is damaged .*rerun the run's command"),
+    # asked for reasoning= first, as if the folder were fine
+    (_run_without_model, r"stopped-run: holds no model/ folder and no saved model"),
+    # reported as an invalid hub repo id
+    (_missing_pretrained_folder, r"no-such-model: no such model directory"),
+])
+def test_evaluate_errors_name_the_file_and_the_fix(tiny_ckpt, cache_dir, tmp_path, setup, message):
+    from emorl.evaluate import evaluate
+
+    model = tmp_path / "run" / "model"
+    shutil.copytree(tiny_ckpt, model)
+    cfg = compose(setup(model, tmp_path), cache_dir, tmp_path / "eval", config_name="evaluate")
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        evaluate(cfg)
+
+
+def test_a_damaged_last_checkpoint_names_itself_and_the_way_out(cfg_factory):
+    """A truncated last.ckpt gave PyTorch's stream error, with no path and no hint."""
+    from emorl.train import train
+
+    cfg = cfg_factory()
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "global_step": 3}, last)
+    last.write_bytes(last.read_bytes()[:2000])  # cut short
+    with pytest.raises(ValueError, match=r"checkpoints/last.ckpt is damaged .*resume=null.*resume=<path"):
+        train(cfg)

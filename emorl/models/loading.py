@@ -26,12 +26,29 @@ LANGUAGE_MODEL_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def looks_like_a_folder(path: str | Path) -> bool:
+    """Whether ``path`` can only mean a folder: absolute, ``./``, ``../``, ``~``, or more than one ``/`` (a hub id
+    is ``owner/name``).
+
+    >>> looks_like_a_folder("/models/qwen"), looks_like_a_folder("Qwen/Qwen2-Audio-7B-Instruct")
+    (True, False)
+    """
+    text = str(path)
+    return Path(text).is_absolute() or text.startswith(("./", "../", "~", ".")) or text.count("/") > 1
+
+
 def load_backbone(path: str | Path, dtype: str = "float32", attn_implementation: str | None = None):
     """``(model, processor)`` from a directory or hub id, through ``from_pretrained``."""
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
     if dtype not in _DTYPES:
         raise ValueError(f"model.dtype {dtype!r} is not one of {sorted(_DTYPES)}")
+    if looks_like_a_folder(path) and not Path(path).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"{path}: no such model directory (model.pretrained, or the base model a saved adapter names). Give the "
+            "folder of a saved model (config.json, weights and processor files), or a hub id such as "
+            "Qwen/Qwen2-Audio-7B-Instruct"
+        )
     kwargs = {"dtype": _DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
