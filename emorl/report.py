@@ -1,9 +1,11 @@
 """Summarise runs: ``python -m emorl.report DIR [DIR ...] [--dynamics]``.
 
 Finds every ``metrics.json`` under the given directories (single runs or sweeps).  Training runs
-are grouped by (directory given, algo, reward, reasoning, dataset): mean ± std over seeds of the
+are grouped by (directory given, algo, reward, reasoning, dataset, and every other setting that
+differs between them, the seed and output paths aside): mean ± std over seeds of the
 base model's and the trained model's test UA / WA / F1, with the number of runs and their mean
-wall time, then every class's recall after training and the lowest of them.  Evaluations
+wall time, then every class's recall after training and the lowest of them, and the folders of
+the runs in each row.  Evaluations
 (``emorl.evaluate``) are listed one per row, then averaged over seeds by what they evaluated
 (the checkpoint's algo, reward and reasoning, or the base) and on which dataset: the
 cross-corpus table (``python -m emorl.evaluate ckpt=<run> dataset=synthetic_heldout``).
@@ -36,13 +38,50 @@ def algo_and_reward(cfg: dict, default_algo: str) -> tuple[str, str]:
     return algo, (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
 
 
+#: Settings that never make two runs unlike: where they were written, how they logged, the seed.
+FREE_KEYS = ("seed", "paths", "hydra", "logger", "resume", "num_threads", "trainer.enable_progress_bar",
+             "trainer.default_root_dir")
+
+
+def flatten(node, prefix: str = "") -> dict[str, object]:
+    """``{"a.b": 1}`` for ``{"a": {"b": 1}}``; lists are values.
+
+    >>> flatten({"a": {"b": 1, "c": [1, 2]}, "d": None})
+    {'a.b': 1, 'a.c': [1, 2], 'd': None}
+    """
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    out: dict[str, object] = {}
+    for key, value in node.items():
+        out.update(flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def differing_settings(configs: list[dict]) -> list[str]:
+    """Keys whose values differ between runs' resolved configs, besides :data:`FREE_KEYS` and keys that
+    hold the run's seed in every run (``data.seed: ${seed}``).
+
+    >>> differing_settings([{"seed": 0, "data": {"seed": 0}, "model": {"lr": 1e-4}},
+    ...                     {"seed": 1, "data": {"seed": 1}, "model": {"lr": 3e-4}}])
+    ['model.lr']
+    """
+    flat = [flatten(c) for c in configs]
+    keys = sorted(set().union(*flat)) if flat else []
+    free = lambda k: any(k == f or k.startswith(f + ".") for f in FREE_KEYS)
+    seeded = lambda k: all(f.get(k) == f.get("seed") for f in flat)
+    return [k for k in keys if not free(k) and not seeded(k) and len({repr(f.get(k)) for f in flat}) > 1]
+
+
 def load_runs(dirs: list[str]) -> list[dict]:
+    """Every ``metrics.json`` under ``dirs``, grouped by (directory given, algo, reward, reasoning,
+    dataset, and every other setting that differs between the runs of that group)."""
     runs = []
     for d in dirs:
         for path in sorted(Path(d).rglob("metrics.json")):
             metrics = json.loads(path.read_text())
             config_file = path.parent / "config_resolved.yaml"
             cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+            metrics["config"] = cfg or {}
             metrics["group"] = (
                 Path(d).name,
                 *algo_and_reward(cfg, default_algo="grpo"),
@@ -51,6 +90,15 @@ def load_runs(dirs: list[str]) -> list[dict]:
             )
             metrics["path"] = str(path.parent)
             runs.append(metrics)
+    by_group: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        if "test" not in run:  # training runs; evaluations are grouped by what they evaluated
+            by_group[run["group"]].append(run)
+    for rs in by_group.values():
+        keys = differing_settings([r["config"] for r in rs])
+        for r in rs:
+            flat = flatten(r["config"])
+            r["group"] = (*r["group"], ", ".join(f"{k}={flat.get(k)}" for k in keys) or "-")
     return runs
 
 
@@ -66,8 +114,8 @@ def table(runs: list[dict]) -> str:
     for run in runs:
         groups[run["group"]].append(run)
     header = (
-        "| runs from | algo | reward | reasoning | dataset | runs | base UA | base WA | base F1 | trained UA | trained WA | "
-        "trained F1 | trained unparsed | train wall s |"
+        "| runs from | algo | reward | reasoning | dataset | settings | runs | base UA | base WA | base F1 | trained UA | "
+        "trained WA | trained F1 | trained unparsed | train wall s |"
     )
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for group, rs in sorted(groups.items()):
@@ -89,15 +137,23 @@ def recall_table(runs: list[dict]) -> str:
         if "trained" in run:
             groups[run["group"]].append(run)
     labels = list(dict.fromkeys(label for rs in groups.values() for r in rs for label in r["trained"]["recall"]))
-    header = "| runs from | algo | reward | reasoning | " + " | ".join(labels) + " | lowest |"
+    header = "| runs from | algo | reward | reasoning | settings | " + " | ".join(labels) + " | lowest |"
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for group, rs in sorted(groups.items()):
-        cells = [*group[:4]]
+        cells = [*group[:4], group[5]]
         cells += [mean_std([r["trained"]["recall"][label] for r in rs if label in r["trained"]["recall"]])
                   for label in labels]
         cells.append(mean_std([min(r["trained"]["recall"].values()) for r in rs]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_listing(runs: list[dict]) -> str:
+    """Which runs went into each row of :func:`table` (their folders)."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for run in runs:
+        groups[run["group"]].append(run["path"])
+    return "\n".join(f"- {' / '.join(group)}: {', '.join(paths)}" for group, paths in sorted(groups.items()))
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
@@ -218,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     if trained:
         print(table(trained))
         print("\n" + recall_table(trained))
+        print("\nRuns in each row:\n" + run_listing(trained))
         if args.dynamics:
             print("\n" + dynamics(trained, args.window))
     if evals:

@@ -58,8 +58,8 @@ def test_multirun_sweep_writes_one_folder_per_job(tmp_path, cache_dir):
     assert report.returncode == 0, report.stderr
     first_table = report.stdout.split("\n\n")[0].splitlines()  # the UA/WA/F1 table; then per-class recall
     rows = [line for line in first_table if line.startswith("| sweep | grpo")]
-    assert [r.split("|")[2:7] for r in rows] == [[" grpo ", " bcr ", " esr ", " synthetic ", " 1 "],
-                                                  [" grpo ", " eswr ", " esr ", " synthetic ", " 1 "]]
+    assert [r.split("|")[2:8] for r in rows] == [[" grpo ", " bcr ", " esr ", " synthetic ", " - ", " 1 "],
+                                                  [" grpo ", " eswr ", " esr ", " synthetic ", " - ", " 1 "]]
 
 
 @pytest.mark.slow

@@ -9,11 +9,12 @@ import yaml
 from emorl import report
 
 
-def _run(root, name, recall, log_rows, reward="eswr"):
+def _run(root, name, recall, log_rows, reward="eswr", **settings):
     run = root / name
     (run / "csv" / "version_0").mkdir(parents=True)
     (run / "config_resolved.yaml").write_text(yaml.safe_dump(
-        {"algo": {"name": "grpo"}, "reward": {"name": reward}, "reasoning": {"name": "esr"}, "dataset": {"name": "synthetic"}}))
+        {"algo": {"name": "grpo"}, "reward": {"name": reward}, "reasoning": {"name": "esr"}, "dataset": {"name": "synthetic"},
+         "paths": {"output_dir": str(run)}, **settings}))
     scores = {"ua": sum(recall.values()) / len(recall), "wa": 0.5, "f1": 0.4, "unparsed_rate": 0.0, "recall": recall}
     (run / "metrics.json").write_text(json.dumps({"base": scores, "trained": scores, "train": {"wall_time_s": 10.0}}))
     keys = sorted({k for r in log_rows for k in r})
@@ -35,9 +36,9 @@ def test_recall_and_dynamics_average_a_groups_seeds(tmp_path, capsys):
     ])
     report.main([str(sweep), "--dynamics", "--window", "2"])
     out = capsys.readouterr().out.splitlines()
-    recall_row = next(line for line in out if line.startswith("| lever | grpo | eswr | esr | 20.0"))
+    recall_row = next(line for line in out if line.startswith("| lever | grpo | eswr | esr | - | 20.0"))
     # joy 20.0 ± 28.3 (0.4 and 0.0), anger 90.0 ± 14.1, lowest per run (0.4, 0.0) -> 20.0 ± 28.3
-    assert recall_row.split(" | ")[4:] == ["20.0 ± 28.3", "90.0 ± 14.1", "20.0 ± 28.3 |"]
+    assert recall_row.split(" | ")[5:] == ["20.0 ± 28.3", "90.0 ± 14.1", "20.0 ± 28.3 |"]
     assert "val UA: step 2: 20.0 ± 14.1, step 4: 40.0 ± 14.1" in out
     # steps 1-2: no accuracy reward or gradient norm logged; entropy (mean of s0's 1.0 and 0.5 = 0.75, and s1's 0.0) -> 0.375;
     # variance the same; joy (0.4, 0.1)
@@ -64,3 +65,20 @@ def test_evaluations_average_over_the_seeds_of_what_they_evaluated(tmp_path, cap
     # the two seeds' held-out evaluations of the BCR + ESR runs: UA 60.0 ± 14.1, lowest recall (0.4, 0.6)
     assert "| table1 | grpo | bcr | esr | synthetic_heldout | test | 2 | 60.0 ± 14.1 | 60.0 ± 14.1 | 60.0 ± 14.1 | 0.0 ± 0.0 | 50.0 ± 14.1 |" in out
     assert "| zero_shot | base | - | ir | synthetic | test | 1 | 30.0 ± 0.0 | 30.0 ± 0.0 | 20.0 ± 0.0 | 10.0 ± 0.0 | 0.0 ± 0.0 |" in out
+
+
+def test_runs_that_differ_in_any_setting_are_separate_rows(tmp_path, capsys):
+    """`report outputs/` averaged runs with different settings into one row; the seed and the
+    folders do not split a row, any other setting does, and each row lists its runs."""
+    sweep = tmp_path / "outputs"
+    recall = {"joy": 0.5, "anger": 0.5}
+    _run(sweep, "a0", recall, [], seed=0, data={"seed": 0}, model={"lr": 1e-4})
+    _run(sweep, "a1", recall, [], seed=1, data={"seed": 1}, model={"lr": 1e-4})
+    _run(sweep, "b0", {"joy": 0.1, "anger": 0.9}, [], seed=0, data={"seed": 0}, model={"lr": 3e-4})
+    report.main([str(sweep)])
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("| outputs | grpo | eswr | esr | synthetic |")]
+    assert [r.split(" | ")[5:7] for r in rows] == [["model.lr=0.0001", "2"], ["model.lr=0.0003", "1"]]
+    listing = [line for line in out if line.startswith("- outputs / grpo")]
+    assert listing == [f"- outputs / grpo / eswr / esr / synthetic / model.lr=0.0001: {sweep / 'a0'}, {sweep / 'a1'}",
+                       f"- outputs / grpo / eswr / esr / synthetic / model.lr=0.0003: {sweep / 'b0'}"]
