@@ -65,13 +65,29 @@ def decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
                     array = array.reshape(-1, channels)
                 chunks.append(_to_float(array))
             rate = stream.rate or stream.codec_context.sample_rate
+            declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
     except AudioError:
         raise
     except Exception as err:  # av raises its own error classes per FFmpeg error code
         raise AudioError(f"{path}: cannot decode audio ({err}); the file is corrupt or not a supported format") from err
     if not chunks:
         return np.zeros((0, 1), dtype=np.float32), rate
-    return np.concatenate(chunks, axis=0), rate
+    wav = np.concatenate(chunks, axis=0)
+    check_complete(path, len(wav) / rate, declared)
+    return wav, rate
+
+
+def check_complete(path: Path, decoded_s: float, declared_s: float | None) -> None:
+    """A file that decodes to much less audio than its header declares was cut short (an interrupted
+    copy or download): a model would hear a fragment, so it is refused like a corrupt file.
+
+    >>> check_complete(Path("a.mp3"), 5.9, 6.0)  # within the decoder's rounding: fine
+    """
+    if declared_s and decoded_s < 0.9 * declared_s - 0.25:
+        raise AudioError(
+            f"{path}: decodes to {decoded_s:.1f} s of the {declared_s:.1f} s its header declares: the file is cut short; "
+            "copy or extract it again"
+        )
 
 
 def _to_float(array: np.ndarray) -> np.ndarray:
@@ -92,8 +108,11 @@ def load_audio(path: str | Path) -> np.ndarray:
     else:
         try:
             wav, sample_rate = sf.read(str(path), dtype="float32", always_2d=False)
+            declared = sf.info(str(path)).frames
         except Exception as err:  # soundfile raises its own LibsndfileError and RuntimeError
             raise AudioError(
                 f"{path}: cannot decode audio ({err}); the file is corrupt or not a supported format"
             ) from err
+        known = 0 < declared < 2**62  # libsndfile gives SF_COUNT_MAX for a length it does not know
+        check_complete(path, len(wav) / sample_rate, declared / sample_rate if known else None)
     return to_mono_16k(wav, sample_rate, source=str(path))
