@@ -51,7 +51,15 @@ def build_rewards(reward_cfg: DictConfig, strategy, labels):
     for name, node in components.items():
         settings = OmegaConf.to_container(node, resolve=True)
         weights[name] = float(settings.pop("weight", 1.0))
-        functions[name] = instantiate(settings, _partial_=True)(labels=list(labels), strategy=strategy)
+        factory = instantiate(settings, _partial_=True)
+        accepted = inspect.signature(factory.func).parameters
+        unknown = [k for k in factory.keywords if k not in accepted]
+        if unknown and not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+            raise ValueError(
+                f"reward.{name} has no setting {', '.join(unknown)} (added with '+'?); {settings['_target_']} takes: "
+                f"{', '.join(k for k in accepted if k not in ('labels', 'strategy'))}"
+            )
+        functions[name] = factory(labels=list(labels), strategy=strategy)
     return RewardSet(functions, weights)
 
 

@@ -40,6 +40,7 @@ def train_without_model(monkeypatch, cache_dir, tmp_path):
     (["model.lr=-1e-3"], r"Invalid learning rate.*set a positive model.lr"),
     # following Hydra's '+key' hint for a typo ended in a bare TypeError
     (["+algo.grpo.betta=0.1"], r"algo.grpo has no setting betta"),
+    (["reward=eswr", "+reward.accuracy.gammma=0.5"], r"reward.accuracy has no setting gammma .*takes: .*gamma"),
     (["checkpoint.every_n_steps=-5"], r"checkpoint.every_n_steps=-5"),
     (["data.test_split=tset"], r"data.test_split='tset' is not one of"),
     (["trainer.val_check_interval=0"], r"trainer.val_check_interval=0"),
