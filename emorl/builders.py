@@ -59,7 +59,10 @@ def build_rewards(reward_cfg: DictConfig, strategy, labels):
                 f"reward.{name} has no setting {', '.join(unknown)} (added with '+'?); {settings['_target_']} takes: "
                 f"{', '.join(k for k in accepted if k not in ('labels', 'strategy'))}"
             )
-        functions[name] = factory(labels=list(labels), strategy=strategy)
+        try:
+            functions[name] = factory(labels=list(labels), strategy=strategy)
+        except ValueError as error:
+            raise ValueError(f"reward.{name}: {error}") from None
     return RewardSet(functions, weights)
 
 
@@ -85,7 +88,10 @@ def grpo_settings(cfg: DictConfig):
 CHOICES = {
     "checkpoint.select": ("best", "last"),
     "data.test_split": ("train", "val", "test", "all"),
+    "model.dtype": ("float32", "bfloat16", "float16"),
 }
+#: Settings that are true or false.
+SWITCHES = ("eval.base", "save_model", "data.shuffle_options", "data.check_audio")
 
 
 def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
@@ -98,6 +104,10 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
             raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    for key in SWITCHES:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"{key}={value!r}: set true or false")
     if training:
         steps, epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool)

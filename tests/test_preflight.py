@@ -42,6 +42,15 @@ def train_without_model(monkeypatch, cache_dir, tmp_path):
     (["+algo.grpo.betta=0.1"], r"algo.grpo has no setting betta"),
     (["reward=eswr", "+reward.accuracy.gammma=0.5"], r"reward.accuracy has no setting gammma .*takes: .*gamma"),
     (["checkpoint.every_n_steps=-5"], r"checkpoint.every_n_steps=-5"),
+    # found only when the base model was loaded, after its warm start
+    (["model.dtype=bf16"], r"model.dtype='bf16' is not one of float32, bfloat16, float16"),
+    # a string is truthy: the base was evaluated
+    (["eval.base=maybe"], r"eval.base='maybe': set true or false"),
+    # used silently as if 'group'
+    (["algo.grpo.advantage_scale=nne"], r"algo.grpo.advantage_scale='nne' is not one of group, none"),
+    # errors name the full key
+    (["algo.grpo.loss_type=dappo"], r"algo.grpo.loss_type='dappo': Unsupported loss type"),
+    (["reward=eswr", "reward.accuracy.alpha_schedule=cosin"], r"reward.accuracy: Unsupported alpha schedule: 'cosin'"),
     (["data.test_split=tset"], r"data.test_split='tset' is not one of"),
     (["trainer.val_check_interval=0"], r"trainer.val_check_interval=0"),
     # a corpus that cannot be read was found after ~7 minutes of building the base

@@ -75,8 +75,13 @@ class GRPOConfig:
             raise ValueError(f"algo.grpo.entropy_coef must be >= 0 (a bonus), got {self.entropy_coef}")
         if self.max_resample_rounds < 0:
             raise ValueError(f"algo.grpo.max_resample_rounds must be >= 0, got {self.max_resample_rounds}")
-        algos.get_loss_aggregation(self.loss_type)
-        algos.get_kl_estimator(self.kl_estimator)
+        for key, lookup in (("loss_type", algos.get_loss_aggregation), ("kl_estimator", algos.get_kl_estimator)):
+            try:
+                lookup(getattr(self, key))
+            except ValueError as error:
+                raise ValueError(f"algo.grpo.{key}={getattr(self, key)!r}: {error}") from None
+        if self.advantage_scale not in ("group", "none"):
+            raise ValueError(f"algo.grpo.advantage_scale={self.advantage_scale!r} is not one of group, none (Dr. GRPO)")
 
 
 @dataclass
