@@ -40,6 +40,9 @@ def train_without_model(monkeypatch, cache_dir, tmp_path):
     (["model.lr=-1e-3"], r"Invalid learning rate.*set a positive model.lr"),
     # following Hydra's '+key' hint for a typo ended in a bare TypeError
     (["+algo.grpo.betta=0.1"], r"algo.grpo has no setting betta"),
+    # reported once as a ZeroDivisionError, and under algo.num_generations
+    (["algo.grpo.micro_batch_size=0"], r"algo.grpo.micro_batch_size must be >= 1, got 0"),
+    (["algo.grpo.num_generations=1"], r"algo.grpo.num_generations=1: GRPO needs at least 2"),
     (["reward=eswr", "+reward.accuracy.gammma=0.5"], r"reward.accuracy has no setting gammma .*takes: .*gamma"),
     (["checkpoint.every_n_steps=-5"], r"checkpoint.every_n_steps=-5"),
     # found only when the base model was loaded, after its warm start
