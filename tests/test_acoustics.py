@@ -1,0 +1,77 @@
+"""Measured prosody: known signals give known measurements; levels are tertiles of a corpus or a speaker."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from emorl.acoustics import ProsodyNorms, describe, measure
+
+SR = 16000
+
+
+def glide(f_start: float, f_end: float, seconds: float = 1.5, amplitude: float = 0.3) -> np.ndarray:
+    """A harmonic tone whose pitch moves geometrically from ``f_start`` to ``f_end`` Hz."""
+    t = np.arange(int(seconds * SR)) / SR
+    f = f_start * (f_end / f_start) ** (t / seconds)
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    return (amplitude * (np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)) / 1.75).astype(np.float32)
+
+
+@pytest.mark.parametrize("signal,expected", [
+    # a steady 220 Hz voice: median f0 220, no range, flat
+    (glide(220, 220), {"f0_median_hz": (215, 225), "f0_range_st": (0, 0.5), "contour": "flat"}),
+    # an octave lower
+    (glide(110, 110), {"f0_median_hz": (107, 113), "contour": "flat"}),
+    # up an octave in 1.5 s: 12 semitones, rising (8 st/s); the 10-90 percentile range is ~80% of it
+    (glide(150, 300), {"f0_range_st": (8, 11), "contour": "rising", "contour_st_per_s": (6, 10)}),
+    (glide(300, 150), {"contour": "falling", "contour_st_per_s": (-10, -6)}),
+])
+def test_measure_reads_pitch_range_and_contour_of_known_tones(signal, expected):
+    m = measure(signal, SR)
+    for key, want in expected.items():
+        if isinstance(want, tuple):
+            assert want[0] <= m[key] <= want[1], (key, m[key])
+        else:
+            assert m[key] == want, (key, m[key])
+
+
+def test_measure_reads_loudness_and_pauses():
+    tone = glide(200, 200, seconds=1.0)
+    loud, quiet = measure(tone, SR), measure(0.1 * tone, SR)
+    assert loud["energy_db"] - quiet["energy_db"] == pytest.approx(20.0, abs=0.5)  # 10x amplitude = 20 dB
+    gapped = np.concatenate([tone[:8000], np.zeros(8000, np.float32), tone[:8000], np.zeros(8000, np.float32)])
+    assert measure(gapped, SR)["pause_share"] == pytest.approx(0.5, abs=0.08)
+    assert measure(tone, SR)["pause_share"] < 0.05
+
+
+def test_silence_has_no_pitch():
+    m = measure(np.zeros(SR, np.float32) + 1e-4 * np.random.default_rng(0).standard_normal(SR).astype(np.float32), SR)
+    assert math.isnan(m["f0_median_hz"]) and m["contour"] == "flat"
+
+
+def _m(f0, rate, db, st):
+    return {"f0_median_hz": f0, "rate_per_s": rate, "energy_db": db, "f0_range_st": st, "contour": "flat"}
+
+
+def test_levels_are_tertiles_of_the_corpus_or_of_the_speaker():
+    # speaker a speaks low (100-120 Hz), speaker b high (200-240 Hz); 12 clips each
+    a = [_m(100 + i * 20 / 11, 3 + i, -30 + i, 2 + i) for i in range(12)]
+    b = [_m(200 + i * 40 / 11, 3 + i, -30 + i, 2 + i) for i in range(12)]
+    norms = ProsodyNorms.fit(a + b, ["a"] * 12 + ["b"] * 12)
+    # corpus-relative: the thirds of all 24 clips (8 of a's low, 8 of b's high)
+    assert [norms.levels(m)["pitch"] for m in a + b] == ["low"] * 8 + ["medium"] * 8 + ["high"] * 8
+    # speaker-relative: each speaker's own thirds
+    assert [norms.levels(m, "a")["pitch"] for m in a] == ["low"] * 4 + ["medium"] * 4 + ["high"] * 4
+    assert norms.levels(b[0], "b") == {"pitch": "low", "speed": "slow", "volume": "quiet", "intonation": "flat",
+                                       "contour": "flat"}
+    # a speaker with too few clips falls back to the corpus's cuts
+    assert norms.levels(b[-1], "unknown")["pitch"] == "high" and norms.levels(a[0], "unknown")["pitch"] == "low"
+    assert ProsodyNorms.from_json(norms.to_json()) == norms
+
+
+def test_describe_uses_the_reasoning_wording():
+    assert describe({"pitch": "low", "speed": "fast", "volume": "loud", "intonation": "flat", "contour": "falling"}) == \
+        "pitch low, intonation flat, speed fast, volume loud, falling contour"
