@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- rewards
 def reward_components(reward_cfg: DictConfig) -> dict[str, DictConfig]:
-    """The component nodes of a ``reward`` config: every child with a ``_target_`` (null ones switched off)."""
+    """The component nodes of a ``reward`` config: every child with a ``_target_`` (null ones switched off),
+    except ``combine`` (how the components make the total)."""
     return {
         str(name): node
         for name, node in reward_cfg.items()
-        if isinstance(node, DictConfig) and "_target_" in node
+        if isinstance(node, DictConfig) and "_target_" in node and name != "combine"
     }
 
 
@@ -63,6 +64,9 @@ def build_rewards(reward_cfg: DictConfig, strategy, labels):
             functions[name] = factory(labels=list(labels), strategy=strategy)
         except ValueError as error:
             raise ValueError(f"reward.{name}: {error}") from None
+    combine = reward_cfg.get("combine")
+    if combine is not None:  # e.g. GRPO-PTR: the reasoning term weighed by each group's trust
+        return instantiate(combine)(functions, weights)
     return RewardSet(functions, weights)
 
 

@@ -43,3 +43,17 @@ def make_char_reward(labels=None, strategy=None, char: str = "e", sign: float = 
 
 #: Overrides that score completions by length alone.
 LENGTH_REWARD = ["reward.format=null", "reward.accuracy=null", "+reward.length={_target_: tests.rewards.make_length_reward}"]
+
+
+def make_grounding_probe_reward(labels=None, strategy=None):
+    """1 for a completion whose clip came with measured prosody levels and a transcript, else 0:
+    shows that the data module's measurements reach reward functions as columns."""
+    levels = {"pitch": {"low", "medium", "high"}, "speed": {"slow", "medium", "fast"}}
+
+    def probe(completions, prosody=None, transcript=None, **kwargs) -> list[float]:
+        if prosody is None or transcript is None:
+            return [0.0] * len(completions)
+        return [float(bool(p) and all(p.get(a) in ok for a, ok in levels.items()) and bool(t))
+                for p, t in zip(prosody, transcript, strict=True)]
+
+    return probe

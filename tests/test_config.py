@@ -35,6 +35,12 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         from emorl.builders import build_rewards
         from emorl.prompts import get_strategy
 
+        if name == "ptr":
+            # EmotionThinker's weights; the combiner weighs the reasoning term by tau and the schedule
+            rewards = build_rewards(cfg.reward, get_strategy("esr"), ["joy", "anger"])
+            assert dict(rewards.weights) == {"format": 0.3, "accuracy": 1.0, "reasoning": 0.5}
+            assert type(rewards).__name__ == "PTRRewardSet" and cfg.data.prosody is True
+            return
         rewards = build_rewards(cfg.reward, get_strategy("ir"), ["joy", "anger"])
         assert dict(rewards.weights) == {"format": 1.0, "accuracy": 1.0}
         total, parts = rewards(["<answer>joy</answer>", "<answer>anger</answer>"], label=["joy", "joy"], alpha=1.0)

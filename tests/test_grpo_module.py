@@ -282,3 +282,22 @@ def test_training_steps_run_in_training_mode_after_the_base_evaluation(cfg_facto
     monkeypatch.setattr(grpo.GRPOModule, "training_step", observed)
     train(cfg_factory("trainer.max_steps=3", "save_model=false", *LENGTH_REWARD))  # evaluates the base first
     assert seen == [(True, False)] * 3  # step 3 comes after the validation at step 2
+
+
+def test_ptr_runs_with_measured_prosody_reaching_the_rewards(cfg_factory):
+    """reward=ptr: the data module measures the training clips' prosody, the levels and transcripts
+    reach every reward function as columns, and tau and the switch are logged per step."""
+    cfg = cfg_factory("reward=ptr", "reasoning=esr", "trainer.max_steps=2", "reward.combine.start_step=0",
+                      "reward.combine.accuracy_threshold=0", "eval.base=false", "checkpoint.select=last",
+                      "save_model=false", "+reward.probe={_target_: tests.rewards.make_grounding_probe_reward, weight: 0.0}")
+    train(cfg)
+    rows = csv_rows(cfg.paths.output_dir)
+    assert len(rows) == 2
+    assert [float(r["train/reward/probe"]) for r in rows] == [1.0, 1.0]  # every clip had levels and a transcript
+    assert all(0.0 < float(r["train/reward/tau"]) <= 1.0 for r in rows)
+    assert [float(r["train/reward/reasoning_on"]) for r in rows] == [1.0, 1.0]
+    # the untrained base claims nothing checkable: the grounding reward is the no-claim penalty
+    assert all(float(r["train/reward/reasoning"]) == pytest.approx(-0.5) for r in rows)
+    from pathlib import Path
+
+    assert list((Path(cfg.paths.cache_dir) / "prosody").glob("synthetic-*.json"))  # measured once, cached

@@ -28,6 +28,7 @@ class Example:
     options: tuple[str, ...] = ()
     target: str | None = None
     item: Item | None = None
+    prosody: dict | None = None  # measured prosody levels of the clip (grounding rewards)
 
 
 class EmotionQuestions(torch.utils.data.Dataset):
@@ -47,9 +48,11 @@ class EmotionQuestions(torch.utils.data.Dataset):
         shuffle_options: bool = False,
         seed: int = 0,
         target=None,
+        prosody: dict[str, dict] | None = None,
     ) -> None:
         self.items = list(items)
         self.target = target
+        self.prosody = prosody or {}
         self.strategy = strategy
         self.labels = tuple(labels)
         self.shuffle_options = shuffle_options
@@ -75,6 +78,7 @@ class EmotionQuestions(torch.utils.data.Dataset):
             options=options,
             target=self.target(self.strategy, item.label) if self.target else None,
             item=item,
+            prosody=self.prosody.get(item.path),
         )
 
 
@@ -120,6 +124,8 @@ class Collator:
         batch["options"] = [e.options for e in examples]
         batch["paths"] = [e.item.path if e.item else "" for e in examples]
         batch["questions"] = [e.text for e in examples]
+        batch["transcript"] = [e.item.transcript if e.item else "" for e in examples]
+        batch["prosody"] = [e.prosody for e in examples]
         return batch
 
     def _supervised_labels(self, batch, examples, prompts) -> torch.Tensor:

@@ -66,6 +66,8 @@ class EmotionDataModule(L.LightningDataModule):
         seed: order of the training prompts.
         test_split: the split ``trainer.test`` scores (``all``: every item, for cross-corpus tests).
         targets: give training questions their gold response (supervised fine-tuning).
+        prosody: measure the training clips' prosody (:mod:`emorl.acoustics`, cached in
+            ``cache_dir``) and give each question its levels, relative to its speaker (grounding rewards).
     """
 
     def __init__(
@@ -82,6 +84,8 @@ class EmotionDataModule(L.LightningDataModule):
         seed: int = 0,
         test_split: str = "test",
         targets: bool = False,
+        prosody: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -96,6 +100,8 @@ class EmotionDataModule(L.LightningDataModule):
         self.seed = seed
         self.test_split = test_split
         self.targets = targets
+        self.prosody = prosody
+        self.cache_dir = cache_dir
         self.datasets: dict[str, EmotionQuestions] = {}
         self.seconds: dict[str, float] = {}  # clip durations, read while checking the audio
         self.truncated: dict[str, dict] = {}  # per split: clips longer than the model's audio window
@@ -138,12 +144,30 @@ class EmotionDataModule(L.LightningDataModule):
             items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio,
                                 seconds=self.seconds)
             target = gold_response if self.targets and split == "train" else None
+            levels = self.prosody_levels(items) if self.prosody and split == "train" else None
             self.datasets[split] = EmotionQuestions(
                 items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed,
-                target=target,
+                target=target, prosody=levels,
             )
             log.info("data: %s split of %s: %d questions", split, getattr(self.corpus, "name", "corpus"), len(items))
         return self.datasets[split]
+
+    def prosody_levels(self, items: list[Item]) -> dict[str, dict]:
+        """``{path: levels}`` of ``items``, each relative to its speaker's clips (or to all of them)."""
+        import hashlib
+        from pathlib import Path
+
+        from emorl.acoustics import ProsodyNorms, measure_items
+
+        cache = None
+        if self.cache_dir:
+            root = str(getattr(self.corpus, "root", getattr(self.corpus, "dir", "")))
+            key = hashlib.sha1(root.encode()).hexdigest()[:10]
+            cache = Path(self.cache_dir) / "prosody" / f"{getattr(self.corpus, 'name', 'corpus')}-{key}.json"
+        log.info("data: measuring the prosody of %d clips (cached in %s)", len(items), cache)
+        measured = measure_items(items, cache)
+        norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
+        return {i.path: norms.levels(measured[i.path], i.speaker) for i in items}
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage or "", ())

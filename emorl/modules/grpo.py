@@ -207,7 +207,11 @@ class GRPOModule(EmotionModule):
             "label": [label for label in batch["label"] for _ in range(g)],
             "options": [opts for opts in batch["options"] for _ in range(g)],
             "trainer_state": progress,
+            "group_size": g,
         }
+        for column in ("prosody", "transcript"):  # what the clip's reasoning can be checked against
+            if any(batch.get(column) or ()):
+                columns[column] = [value for value in batch[column] for _ in range(g)]
         return self.rewards(ro.texts, **columns)
 
     def rollout(self, batch: dict, draw: int = 0) -> rollout.Rollout:

@@ -6,6 +6,7 @@ so every reward here also plugs into ``trl.GRPOTrainer(reward_funcs=[...])`` unc
 
 from emorl.rewards.accuracy import make_bcr_reward, make_eswr_reward
 from emorl.rewards.format import make_format_reward
+from emorl.rewards.grounding import make_grounding_reward
 from emorl.rewards.schedules import ALPHA_SCHEDULES, get_alpha_schedule
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "make_bcr_reward",
     "make_eswr_reward",
     "make_format_reward",
+    "make_grounding_reward",
 ]
