@@ -82,6 +82,10 @@ def _evaluate(cfg: DictConfig) -> dict:
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     result = module.eval_results["test"]
+    if cfg.eval.get("faithfulness", "auto") is True or (
+        cfg.eval.get("faithfulness", "auto") == "auto" and any(sec.tag == "prosody" for sec in strategy.sections)
+    ):
+        result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
     metrics = {
         "ckpt": str(cfg.get("ckpt")),
         "dataset": cfg.dataset.name,
@@ -102,6 +106,19 @@ def _evaluate(cfg: DictConfig) -> dict:
     log.info("test UA %.4f WA %.4f F1 %.4f unparsed %.4f -> %s",
              result["ua"], result["wa"], result["f1"], result["unparsed_rate"], out / "metrics.json")
     return metrics
+
+
+def prosody_faithfulness(datamodule, records: list[dict]) -> dict:
+    """The faithfulness of the evaluated answers' ``<prosody>`` claims to the clips' measured prosody."""
+    from emorl.rewards.grounding import faithfulness
+
+    items = datamodule.dataset(datamodule.test_split).items
+    levels = datamodule.prosody_levels(items)
+    out = faithfulness([r["text"] for r in records], [levels.get(r["path"]) for r in records])
+    log.info("faithfulness of the prosody claims: %s (%d claims; %.0f%% of answers claim)",
+             "n/a" if out["faithfulness"] is None else f"{out['faithfulness']:.3f}", out["prosody_claims"],
+             100 * out["claiming"])
+    return out
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")

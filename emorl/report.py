@@ -222,12 +222,14 @@ def dynamics(runs: list[dict], width: int = 25) -> str:
 
 
 def evaluation_table(evals: list[dict]) -> str:
-    header = "| evaluation | ckpt | dataset | split | reasoning | n | UA | WA | F1 | unparsed |"
+    header = "| evaluation | ckpt | dataset | split | reasoning | n | UA | WA | F1 | unparsed | faithfulness |"
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for e in evals:
         t = e["test"]
+        told = t.get("faithfulness")
         cells = [Path(e["path"]).name, Path(str(e.get("ckpt"))).name, e.get("dataset", "?"), e.get("split", "test"),
-                 e.get("reasoning", "?"), str(t["n"]), *(f"{100 * t[k]:.1f}" for k in ("ua", "wa", "f1", "unparsed_rate"))]
+                 e.get("reasoning", "?"), str(t["n"]), *(f"{100 * t[k]:.1f}" for k in ("ua", "wa", "f1", "unparsed_rate")),
+                 "-" if told is None else f"{100 * told:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -250,12 +252,14 @@ def evaluation_summary(evals: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for e in evals:
         groups[(e["group"][0], *evaluated_group(e), e.get("dataset", "?"), e.get("split", "test"))].append(e)
-    header = "| runs from | model | reward | reasoning | dataset | split | runs | UA | WA | F1 | unparsed | lowest recall |"
+    header = ("| runs from | model | reward | reasoning | dataset | split | runs | UA | WA | F1 | unparsed | lowest recall "
+              "| faithfulness |")
     lines = [header, "|---" * (header.count("|") - 1) + "|"]
     for group, es in sorted(groups.items()):
         cells = [*group, str(len(es))]
         cells += [mean_std([e["test"][k] for e in es]) for k in ("ua", "wa", "f1", "unparsed_rate")]
         cells.append(mean_std([min(e["test"]["recall"].values()) for e in es]))
+        cells.append(mean_std([e["test"]["faithfulness"] for e in es if e["test"].get("faithfulness") is not None]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

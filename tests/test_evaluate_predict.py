@@ -237,3 +237,25 @@ def test_a_damaged_last_checkpoint_names_itself_and_the_way_out(cfg_factory):
     last.write_bytes(last.read_bytes()[:2000])  # cut short
     with pytest.raises(ValueError, match=r"checkpoints/last.ckpt is damaged .*resume=null.*resume=<path"):
         train(cfg)
+
+
+def test_evaluate_reports_the_faithfulness_of_esr_prosody_claims(esr_ckpt, cache_dir, tmp_path):
+    """The ESR model answers every clip with "pitch low, speed slow": its faithfulness is the share
+    of those two claims that the test clips' measured, speaker-relative levels bear out."""
+    from hydra.utils import instantiate
+
+    from emorl.data.datamodule import EmotionDataModule
+    from emorl.evaluate import evaluate
+    from emorl.prompts import get_strategy
+
+    cfg = compose([f"ckpt={esr_ckpt}", "eval.max_new_tokens=80"], cache_dir, tmp_path / "eval", config_name="evaluate")
+    metrics = evaluate(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert all("<prosody>pitch low, speed slow</prosody>" in r["text"] for r in rows)  # the taught answer
+    corpus = instantiate(cfg.dataset.corpus)
+    datamodule = EmotionDataModule(corpus, get_strategy("esr"), cache_dir=str(cache_dir))
+    levels = datamodule.prosody_levels(corpus.items("test"))
+    right = sum((levels[r["path"]]["pitch"] == "low") + (levels[r["path"]]["speed"] == "slow") for r in rows)
+    assert metrics["test"]["prosody_claims"] == 2 * len(rows) and metrics["test"]["claiming"] == 1.0
+    assert metrics["test"]["faithfulness"] == pytest.approx(right / (2 * len(rows)))
+    assert 0 < right < 2 * len(rows)  # some claims hold, some do not

@@ -296,8 +296,10 @@ def test_ptr_runs_with_measured_prosody_reaching_the_rewards(cfg_factory):
     assert [float(r["train/reward/probe"]) for r in rows] == [1.0, 1.0]  # every clip had levels and a transcript
     assert all(0.0 < float(r["train/reward/tau"]) <= 1.0 for r in rows)
     assert [float(r["train/reward/reasoning_on"]) for r in rows] == [1.0, 1.0]
-    # the untrained base claims nothing checkable: the grounding reward is the no-claim penalty
+    # the untrained base claims nothing checkable: the grounding reward is the no-claim penalty,
+    # no sample claims a prosody level, and faithfulness (a share of claims) is not logged
     assert all(float(r["train/reward/reasoning"]) == pytest.approx(-0.5) for r in rows)
+    assert [float(r["train/prosody_claiming"]) for r in rows] == [0.0, 0.0] and not any(r.get("train/faithfulness") for r in rows)
     from pathlib import Path
 
     assert list((Path(cfg.paths.cache_dir) / "prosody").glob("synthetic-*.json"))  # measured once, cached

@@ -20,6 +20,7 @@ from emorl.distributed import global_mean
 from emorl.modules.base import EmotionModule
 from emorl.prompts import ReasoningStrategy, parse_label
 from emorl.rewards.combine import RewardSet
+from emorl.rewards.grounding import faithfulness
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +372,12 @@ class GRPOModule(EmotionModule):
             values[f"train/reward/{name}"] = torch.nanmean(v)
         if "format" in components:
             values["train/format_rate"] = torch.nanmean(components["format"])
+        if any(batch.get("prosody") or ()) and any(sec.tag == "prosody" for sec in self.strategy.sections):
+            # how true the samples' claims about the voice are (the share that match the measured levels)
+            told = faithfulness(ro.texts, [levels for levels in batch["prosody"] for _ in range(g)])
+            values["train/prosody_claiming"] = torch.tensor(told["claiming"])
+            if told["faithfulness"] is not None:
+                values["train/faithfulness"] = torch.tensor(told["faithfulness"])
         alpha_at = getattr(self.rewards.functions.get("accuracy"), "alpha_at", None)
         if alpha_at is not None:
             values["train/alpha"] = torch.tensor(alpha_at(progress))  # the alpha this step's rewards used

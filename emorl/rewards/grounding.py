@@ -168,6 +168,29 @@ def grounding_parts(completion: str, measured: Mapping[str, str] | None, transcr
     return parts
 
 
+def faithfulness(completions: Sequence[str], levels: Sequence[Mapping[str, str] | None], tag: str = "prosody",
+                 vocabulary: Mapping = DEFAULT_VOCABULARY) -> dict[str, float | int | None]:
+    """How true what the completions say about the voice is: the pooled share of their prosodic claims
+    (attributes with one level, hedges count as wrong) that match the measured levels.
+
+    Returns ``faithfulness`` (None without any claim), ``prosody_claims`` (their number) and
+    ``claiming`` (the share of completions that make at least one).
+
+    >>> faithfulness(["<prosody>pitch high, speed slow</prosody>", "<prosody>loud</prosody>", "none"],
+    ...              [{"pitch": "high", "speed": "fast"}, {"volume": "loud"}, {"pitch": "low"}])
+    {'faithfulness': 0.6666666666666666, 'prosody_claims': 3, 'claiming': 0.6666666666666666}
+    """
+    matches = claims = claiming = 0
+    for completion, measured in zip(completions, levels, strict=True):
+        described = section(completion, tag)
+        if not described or not measured:
+            continue
+        _, m, c = prosody_score(prosody_claims(described, vocabulary), measured)
+        matches, claims, claiming = matches + m, claims + c, claiming + (c > 0)
+    return {"faithfulness": matches / claims if claims else None, "prosody_claims": claims,
+            "claiming": claiming / len(completions) if completions else 0.0}
+
+
 def make_grounding_reward(labels=None, strategy=None, vocabulary: Mapping | None = None, no_claim: float = -0.5):
     """The grounding reward in TRL's convention: ``fn(completions, prosody=..., transcript=...) -> list[float]``.
 
