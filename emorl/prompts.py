@@ -161,19 +161,38 @@ class ReasoningStrategy:
         return {s.tag: part for s in self.sections if (part := block(s.tag, think)) is not None}
 
 
-def gold_response(strategy: ReasoningStrategy, label: str) -> str:
-    """The response supervised fine-tuning trains on: the gold label in the strategy's format (IR).
+def gold_response(strategy: ReasoningStrategy, label: str, item=None, levels: Mapping[str, str] | None = None) -> str:
+    """The response supervised fine-tuning trains on: the gold label in the strategy's format.
+
+    IR: the answer alone (the paper's SFT + IR).  EUR and ESR: reasoning-augmented supervision
+    ("Beyond Classification"): what was said (the corpus transcript), its key words (where the
+    corpus marks them), how it was said (the clip's measured prosody levels, ``levels``), and a
+    synthesis that names the gold label.
 
     >>> from emorl.prompts import get_strategy
     >>> gold_response(get_strategy("ir"), "joy")
     '<answer>joy</answer>'
     """
-    if strategy.think_tag:
+    if not strategy.think_tag:
+        return strategy.render(answer=label)
+    if item is None or not levels or not getattr(item, "transcript", ""):
         raise ValueError(
-            f"algo=sft trains on gold answers without reasoning, but reasoning={strategy.name} asks for a "
-            f"<{strategy.think_tag}> section that no corpus annotates; use reasoning=ir (the paper's SFT + IR)"
+            f"algo=sft with reasoning={strategy.name} trains on reasoning built from each clip's transcript and "
+            "measured prosody: the corpus needs transcripts (MELD, IEMOCAP, the synthetic corpus, a manifest's "
+            "transcript column); or use reasoning=ir (the paper's SFT + IR)"
         )
-    return strategy.render(answer=label)
+    from emorl.acoustics import describe
+
+    how = describe(levels)
+    keywords = ", ".join((getattr(item, "meta", None) or {}).get("keywords") or []) or "none marked"
+    synthesis = f"what was said and a voice with {how} suggest {label}"
+    if not strategy.sections:
+        return strategy.render(answer=label, think=f"they say {item.transcript}. it sounds like {how}. so {label}.")
+    texts = (item.transcript, keywords, how, synthesis)
+    if len(strategy.sections) != len(texts):
+        raise ValueError(f"reasoning-augmented targets fill {len(texts)} ESR sections (said, key words, how, synthesis); "
+                         f"strategy {strategy.name!r} has {len(strategy.sections)}")
+    return strategy.render(answer=label, sections={sec.tag: text for sec, text in zip(strategy.sections, texts, strict=True)})
 
 
 def parse_label(answer: str | None, options: Sequence[str]) -> str | None:

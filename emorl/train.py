@@ -56,10 +56,6 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
     rewards = None
     if builders.module_takes(cfg, "rewards"):  # checks gamma, schedule, rules before any model
         rewards = builders.build_rewards(cfg.reward, strategy, labels)
-    if cfg.data.targets:
-        from emorl.prompts import gold_response
-
-        gold_response(strategy, labels[0])  # supervised targets need reasoning=ir: fail now, not at the first batch
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
     for stage in ("fit", "test"):  # every split's labels and audio are checked before any model is built
         datamodule.setup(stage)

@@ -259,3 +259,26 @@ def test_evaluate_reports_the_faithfulness_of_esr_prosody_claims(esr_ckpt, cache
     assert metrics["test"]["prosody_claims"] == 2 * len(rows) and metrics["test"]["claiming"] == 1.0
     assert metrics["test"]["faithfulness"] == pytest.approx(right / (2 * len(rows)))
     assert 0 < right < 2 * len(rows)  # some claims hold, some do not
+
+
+def test_sft_with_esr_trains_on_reasoning_built_from_transcript_and_measured_prosody(cfg_factory, tmp_path):
+    """algo=sft reasoning=esr (was refused): the targets are ESR reasoning about each clip, so they are
+    many times longer than IR's answers, and every one holds the clip's transcript."""
+    import csv
+
+    from emorl.train import train
+
+    tokens = {}
+    for reasoning in ("ir", "esr"):
+        cfg = cfg_factory("algo=sft", f"reasoning={reasoning}", f"paths.output_dir={tmp_path / reasoning}",
+                          "trainer.max_steps=2", "eval.base=false",
+                          "checkpoint.select=last", "save_model=false", "trainer.val_check_interval=2")
+        metrics, objects = train(cfg)
+        (log,) = Path(metrics["run_dir"]).rglob("metrics.csv")
+        tokens[reasoning] = [float(r["train/target_tokens"]) for r in csv.DictReader(open(log)) if r.get("train/target_tokens")]
+        if reasoning == "esr":
+            dataset = objects["datamodule"].dataset("train")
+            example = dataset[0]
+            assert example.item.transcript in example.target and "<prosody>pitch " in example.target
+            assert example.target.endswith(f"suggest {example.label}</synthesis></think><answer>{example.label}</answer>")
+    assert len(tokens["esr"]) == 2 and min(tokens["esr"]) > 5 * max(tokens["ir"])

@@ -112,3 +112,22 @@ def test_invalid_strategies_are_refused(bad, match):
 def test_unknown_strategy_lists_valid_names():
     with pytest.raises(KeyError, match=r"\['esr', 'eur', 'ir'\]"):
         get_strategy("cot")
+
+
+def test_reasoning_augmented_targets_describe_the_clip_and_name_the_gold_label():
+    from types import SimpleNamespace
+
+    from emorl.prompts import gold_response
+
+    item = SimpleNamespace(transcript="I am so happy about the trip", meta={"keywords": ["happy"]})
+    levels = {"pitch": "high", "speed": "fast", "volume": "loud", "intonation": "lively", "contour": "flat"}
+    target = gold_response(ESR, "joy", item=item, levels=levels)
+    assert ESR.follows_format(target) and ESR.extract_answer(target) == "joy"
+    parts = ESR.reasoning_parts(target)
+    assert parts["transcript"] == "I am so happy about the trip" and parts["keywords"] == "happy"
+    assert parts["prosody"] == "pitch high, intonation lively, speed fast, volume loud"
+    assert parts["synthesis"].endswith("suggest joy")
+    assert EUR.follows_format(gold_response(EUR, "joy", item=item, levels=levels))
+    # without a transcript there is nothing true to say about what was said
+    with pytest.raises(ValueError, match="needs transcripts"):
+        gold_response(ESR, "joy", item=SimpleNamespace(transcript="", meta={}), levels=levels)

@@ -76,7 +76,8 @@ class EmotionQuestions(torch.utils.data.Dataset):
             text=self.strategy.prompt(options),
             label=item.label,
             options=options,
-            target=self.target(self.strategy, item.label) if self.target else None,
+            target=self.target(self.strategy, item.label, item=item, levels=self.prosody.get(item.path))
+            if self.target else None,
             item=item,
             prosody=self.prosody.get(item.path),
         )

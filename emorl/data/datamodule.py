@@ -144,7 +144,12 @@ class EmotionDataModule(L.LightningDataModule):
             items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio,
                                 seconds=self.seconds)
             target = gold_response if self.targets and split == "train" else None
-            levels = self.prosody_levels(items) if self.prosody and split == "train" else None
+            # measured prosody: for grounding rewards, and for reasoning-augmented SFT targets
+            wanted = self.prosody or (target is not None and self.strategy.think_tag)
+            levels = self.prosody_levels(items) if wanted and split == "train" else None
+            if target is not None:
+                for item in items:  # every target can be built (reasoning needs transcripts): fail now, not mid-epoch
+                    target(self.strategy, item.label, item=item, levels=(levels or {}).get(item.path))
             self.datasets[split] = EmotionQuestions(
                 items, self.strategy, self.labels, shuffle_options=self.shuffle_options, seed=self.options_seed,
                 target=target, prosody=levels,
