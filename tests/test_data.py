@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -212,3 +213,34 @@ def test_clips_longer_than_the_model_window_are_counted_per_split(tmp_path, tiny
         "train": {"clips": 1, "of": 2, "window_s": 4.0, "longest_s": 6.5},
         "test": {"clips": 1, "of": 2, "window_s": 4.0, "longest_s": 9.0},  # exactly 4 s is not cut
     }
+
+
+def test_task_alternation_alternates_emotion_and_description_batches(small_corpus, tiny, cache_dir):
+    """algo.task_alternation ("Beyond Classification"): odd batches ask the same kind of clips to be
+    described (measured prosody, or the transcript) instead of their emotion."""
+    from emorl.acoustics import describe
+    from emorl.data.datamodule import EmotionDataModule
+    from emorl.prompts import get_strategy
+
+    _, processor = tiny
+    datamodule = EmotionDataModule(small_corpus, get_strategy("ir"), processor, batch_size=4, targets=True,
+                                   task_alternation=True, cache_dir=str(cache_dir))
+    datamodule.setup("fit")
+    levels = datamodule.prosody_levels(small_corpus.items("train"))
+    batches = list(itertools.islice(datamodule.train_dataloader(), 4))
+    for k, batch in enumerate(batches):
+        described = [q.startswith(("Describe how", "What does the speaker say")) for q in batch["questions"]]
+        assert described == [k % 2 == 1] * 4, k
+    answers = {"prosody": 0, "transcript": 0}
+    for batch in batches[1::2]:
+        texts = processor.tokenizer.batch_decode(
+            [row[row != -100] for row in batch["labels"]], skip_special_tokens=True)
+        for path, question, text in zip(batch["paths"], batch["questions"], texts, strict=True):
+            item = next(i for i in small_corpus.items("train") if i.path == path)
+            kind = "prosody" if question.startswith("Describe") else "transcript"
+            expected = describe(levels[path]) if kind == "prosody" else item.transcript
+            assert text.replace(" ", "").startswith(f"<answer>{expected}</answer>".replace(" ", "")), (text, expected)
+            answers[kind] += 1
+    assert sum(answers.values()) == 8
+    with pytest.raises(ValueError, match="needs algo=sft"):
+        EmotionDataModule(small_corpus, get_strategy("ir"), task_alternation=True)

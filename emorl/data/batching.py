@@ -61,6 +61,11 @@ class EmotionQuestions(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def description(self, item: Item) -> Example:
+        text, target = description_task(self.strategy, item, self.prosody.get(item.path))
+        return Example(audio=load_audio(item.path), text=text, label=item.label, options=self.options(item),
+                       target=target, item=item, prosody=self.prosody.get(item.path))
+
     def options(self, item: Item) -> tuple[str, ...]:
         if not self.shuffle_options:
             return self.labels
@@ -69,6 +74,8 @@ class EmotionQuestions(torch.utils.data.Dataset):
         return tuple(order)
 
     def __getitem__(self, index: int) -> Example:
+        if index >= len(self.items):  # task alternation: the description task of item index - n
+            return self.description(self.items[index - len(self.items)])
         item = self.items[index]
         options = self.options(item)
         return Example(
@@ -81,6 +88,28 @@ class EmotionQuestions(torch.utils.data.Dataset):
             item=item,
             prosody=self.prosody.get(item.path),
         )
+
+
+DESCRIPTION_TASKS = {
+    "prosody": "Describe how the speaker talks: pitch, intonation, speed and volume.",
+    "transcript": "What does the speaker say? Write the words.",
+}
+
+
+def description_task(strategy: ReasoningStrategy, item: Item, levels: dict | None) -> tuple[str, str]:
+    """A description-only question about the clip and its target (task alternation, "Beyond Classification"):
+    the measured prosody when the clip has levels and its path hashes even, else the transcript."""
+    import zlib
+
+    from emorl.acoustics import describe
+
+    use_prosody = bool(levels) and (zlib.crc32(item.path.encode()) % 2 == 0 or not item.transcript)
+    kind = "prosody" if use_prosody else "transcript"
+    answer = describe(levels) if use_prosody else item.transcript
+    if not answer:
+        raise ValueError(f"{item.path}: no measured prosody and no transcript to describe (algo.task_alternation)")
+    return f"{DESCRIPTION_TASKS[kind]} Give the answer inside <{strategy.answer_tag}></{strategy.answer_tag}>.", \
+        f"<{strategy.answer_tag}>{answer}</{strategy.answer_tag}>"
 
 
 def chat_prompt(processor, text: str) -> str:

@@ -68,6 +68,8 @@ class EmotionDataModule(L.LightningDataModule):
         targets: give training questions their gold response (supervised fine-tuning).
         prosody: measure the training clips' prosody (:mod:`emorl.acoustics`, cached in
             ``cache_dir``) and give each question its levels, relative to its speaker (grounding rewards).
+        task_alternation: supervised batches alternate between the emotion question and a
+            description-only task about the same clips (measured prosody, or the transcript).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class EmotionDataModule(L.LightningDataModule):
         targets: bool = False,
         prosody: bool = False,
         cache_dir: str | None = None,
+        task_alternation: bool = False,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -102,6 +105,9 @@ class EmotionDataModule(L.LightningDataModule):
         self.targets = targets
         self.prosody = prosody
         self.cache_dir = cache_dir
+        self.task_alternation = task_alternation
+        if task_alternation and not targets:
+            raise ValueError("data.task_alternation alternates supervised tasks: it needs algo=sft (data.targets=true)")
         self.datasets: dict[str, EmotionQuestions] = {}
         self.seconds: dict[str, float] = {}  # clip durations, read while checking the audio
         self.truncated: dict[str, dict] = {}  # per split: clips longer than the model's audio window
@@ -145,7 +151,7 @@ class EmotionDataModule(L.LightningDataModule):
                                 seconds=self.seconds)
             target = gold_response if self.targets and split == "train" else None
             # measured prosody: for grounding rewards, and for reasoning-augmented SFT targets
-            wanted = self.prosody or (target is not None and self.strategy.think_tag)
+            wanted = self.prosody or (target is not None and (self.strategy.think_tag or self.task_alternation))
             levels = self.prosody_levels(items) if wanted and split == "train" else None
             if target is not None:
                 for item in items:  # every target can be built (reasoning needs transcripts): fail now, not mid-epoch
@@ -198,7 +204,8 @@ class EmotionDataModule(L.LightningDataModule):
         dataset = self.dataset("train")
         trainer = getattr(self, "trainer", None)
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank)
+        sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank,
+                                    alternate=self.task_alternation)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self._collate())
 
     def random_train_batch(self, size: int, seed: int) -> dict:

@@ -26,9 +26,12 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     >>> r0, r1 = EpochBatchSampler(10, 2, num_replicas=2, rank=0), EpochBatchSampler(10, 2, num_replicas=2, rank=1)
     >>> [a + b for a, b in zip(r0, r1)] == list(EpochBatchSampler(10, 4))
     True
+    >>> [min(b) >= 10 for b in EpochBatchSampler(10, 2, alternate=True)]  # task alternation: odd batches
+    [False, True, False, True, False]
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 alternate: bool = False) -> None:
         if n < batch_size * num_replicas:
             raise ValueError(f"{n} items are fewer than one batch of {batch_size} on each of {num_replicas} processes")
         if not 0 <= rank < num_replicas:
@@ -38,6 +41,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        self.alternate = alternate  # odd batches ask the second task of the same items: indices n + i
         self.epoch = 0
         self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip on the next pass
 
@@ -63,7 +67,8 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         size = self.batch_size * self.num_replicas
         for b in range(start, len(self)):
             first = b * size + self.rank * self.batch_size
-            yield order[first : first + self.batch_size]
+            offset = self.n if self.alternate and b % 2 else 0
+            yield [offset + i for i in order[first : first + self.batch_size]]
 
 
 class ResumableLoader(torch.utils.data.DataLoader):
