@@ -165,6 +165,17 @@ def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
     return cache
 
 
+def forget_rope_deltas(model) -> None:
+    """Drop the position offsets a multimodal-RoPE model (Qwen2.5-Omni) keeps from its last ``generate``.
+
+    Generating from a prefilled cache reuses them, sized for the last call's batch; without them
+    the model recomputes positions from the full prompt (for audio and text: the plain positions).
+    """
+    for module in model.modules():
+        if getattr(module, "rope_deltas", None) is not None:
+            module.rope_deltas = None
+
+
 def completion_mask(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
     """1 on tokens up to and including the first end token of each row: (N, T) -> (N, T) long.
 
@@ -234,6 +245,7 @@ def sample(
                     "the model returned no KV cache for the prompts in evaluation mode; sampling from the "
                     "prompt tokens alone would drop the audio. Set algo.grpo.share_prompt=false for this model"
                 )
+            forget_rope_deltas(model)
             out = model.generate(
                 input_ids=inputs["input_ids"][index],
                 attention_mask=inputs["attention_mask"][index],

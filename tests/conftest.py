@@ -100,6 +100,22 @@ def tiny_base(cache_dir, small_corpus) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_omni_base(cache_dir, small_corpus) -> Path:
+    """The embedded base with a tiny Qwen2.5-Omni (saved as Qwen2.5-Omni-7B is laid out), built once per session."""
+    from emorl.models.embedded import prepare_embedded_base
+    from emorl.prompts import get_strategy
+
+    return prepare_embedded_base(
+        cache_dir,
+        small_corpus,
+        get_strategy("esr"),
+        seed=0,
+        build={"vocab_size": 512, "chunk_length": 4, "architecture": "qwen2_5_omni"},
+        warm_start_settings={"steps": 2, "batch_size": 4, "lr": 1e-3},
+    )
+
+
 @pytest.fixture
 def tiny(tiny_base):
     """A fresh (model, processor) loaded from the cached base."""

@@ -1,6 +1,7 @@
-"""The ``model=qwen2_audio_7b`` configuration's own code path, run on the tiny model.
+"""The ``model=qwen2_audio_7b`` and ``model=qwen2_5_omni_7b`` configurations' own code path, run on
+the tiny models of the same architecture (the tiny Omni laid out as Qwen2.5-Omni-7B's checkpoint).
 
-Every setting of ``conf/model/qwen2_audio_7b.yaml`` but the weights: LoRA on the language
+Every setting of ``conf/model/<name>.yaml`` but the weights: LoRA on the language
 model (with its dropout), gradient checkpointing, the paper's learning rate, and the module in
 training mode as Lightning runs ``training_step``; the GRPO settings are the defaults (G = 6,
 temperature 1, beta 0.04) with fewer prompts and tokens.  The CPU test runs float32; its twin
@@ -26,8 +27,11 @@ GRPO = ["algo.grpo.num_generations=6", "algo.grpo.micro_batch_size=6", "algo.grp
 ATOL = {"cpu": 1e-5, "cuda": 5e-2}  # bf16 rounds the shared-prefix and full-forward paths differently
 
 
-def seven_b_config(cfg_factory, tiny_base, device: str, *extra):
-    return cfg_factory("model=qwen2_audio_7b", f"model.pretrained={tiny_base}", *SETTINGS[device], *GRPO, *extra)
+BASES = {"qwen2_audio_7b": "tiny_base", "qwen2_5_omni_7b": "tiny_omni_base"}  # 7B config -> tiny model of its kind
+
+
+def seven_b_config(cfg_factory, tiny_base, device: str, *extra, model: str = "qwen2_audio_7b"):
+    return cfg_factory(f"model={model}", f"model.pretrained={tiny_base}", *SETTINGS[device], *GRPO, *extra)
 
 
 def questions(processor, waves, device):
@@ -123,11 +127,13 @@ def run_a_grpo_step(cfg, monkeypatch):
     assert metrics["train"]["steps"] == 1
 
 
+@pytest.mark.parametrize("model", sorted(BASES))
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
-def test_the_7b_configuration_samples_with_the_audio_and_trains(cfg_factory, tiny_base, device, monkeypatch):
-    cfg = seven_b_config(cfg_factory, tiny_base, device)
+def test_the_7b_configuration_samples_with_the_audio_and_trains(cfg_factory, request, model, device, monkeypatch):
+    tiny_base = request.getfixturevalue(BASES[model])
+    cfg = seven_b_config(cfg_factory, tiny_base, device, model=model)
     policy, processor, ro, suppress_ids = check_rollouts_hear_the_audio(cfg, device)
     check_policy_equals_reference_at_step_zero(cfg, policy, ro, suppress_ids, device)
     step = seven_b_config(cfg_factory, tiny_base, device, *LENGTH_REWARD, "trainer.max_steps=1", "eval.base=false",
-                          "checkpoint.select=last")
+                          "checkpoint.select=last", model=model)
     run_a_grpo_step(step, monkeypatch)

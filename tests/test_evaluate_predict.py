@@ -123,25 +123,36 @@ def test_reasoning_parts_render_readably(tiny_ckpt):
     assert text == "x.wav: anger\n  prosody: loud and fast"
 
 
+def plain_base_model(base: str):
+    """The base model as a user loads it with transformers alone (Qwen2.5-Omni: its Thinker, no talker)."""
+    from transformers import AutoConfig, Qwen2_5OmniForConditionalGeneration, Qwen2AudioForConditionalGeneration
+
+    if AutoConfig.from_pretrained(base).model_type == "qwen2_5_omni":
+        return Qwen2_5OmniForConditionalGeneration.from_pretrained(base, enable_audio_output=False).thinker
+    return Qwen2AudioForConditionalGeneration.from_pretrained(base)
+
+
 @pytest.mark.slow
-def test_the_exported_adapter_reproduces_emorls_answers_with_plain_transformers_and_peft(cfg_factory):
+@pytest.mark.parametrize("model", ["tiny", "tiny_omni"])
+def test_the_exported_adapter_reproduces_emorls_answers_with_plain_transformers_and_peft(cfg_factory, model):
     import librosa
     from peft import PeftModel
-    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+    from transformers import AutoProcessor
 
     from emorl.train import train
     from tests.rewards import LENGTH_REWARD
 
     # length reward: varies in every group, so the adapter moves away from zero (no-op) weights
-    cfg = cfg_factory("model.lora={r: 8, alpha: 16}", "model.lr=3e-2", "eval.base=false", "trainer.max_steps=3",
-                      "algo.grpo.max_new_tokens=24", *LENGTH_REWARD)
+    cfg = cfg_factory(f"model={model}", "model.lora={r: 8, alpha: 16}", "model.lr=3e-2", "eval.base=false",
+                      "trainer.max_steps=3", "algo.grpo.max_new_tokens=24", *LENGTH_REWARD)
     metrics, _ = train(cfg)
     run = Path(metrics["run_dir"])
     model_dir = run / "model"
     info = json.loads((model_dir / "emorl.json").read_text())
     base = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
 
-    model = PeftModel.from_pretrained(Qwen2AudioForConditionalGeneration.from_pretrained(base), str(model_dir)).eval()
+    assert ("tiny-qwen2_5_omni" in base) == (model == "tiny_omni"), base  # the backbone the config names
+    model = PeftModel.from_pretrained(plain_base_model(base), str(model_dir)).eval()
     assert any(("lora_B" in n and p.abs().sum() > 0) for n, p in model.named_parameters()), "the adapter is a no-op"
     processor = AutoProcessor.from_pretrained(str(model_dir))
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]

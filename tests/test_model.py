@@ -1,4 +1,8 @@
-"""The tiny Qwen2-Audio through the real transformers / peft code paths."""
+"""The tiny backbones through the real transformers / peft code paths.
+
+Every test that takes ``tiny`` runs twice: on the tiny Qwen2-Audio and on the tiny Qwen2.5-Omni
+(its Thinker, loaded from a checkpoint laid out as Qwen2.5-Omni-7B's).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,56 @@ from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_
 from emorl.models.tiny import build_tiny_backbone
 
 LORA = {"r": 4, "alpha": 8}
+
+
+@pytest.fixture(params=["qwen2_audio", "qwen2_5_omni"])
+def tiny(request):
+    """A fresh (model, processor) of each tiny backbone."""
+    base = request.getfixturevalue("tiny_base" if request.param == "qwen2_audio" else "tiny_omni_base")
+    return load_backbone(base)
+
+
+def test_the_omni_base_is_laid_out_as_the_7b_checkpoint_and_loads_as_its_thinker(tiny_omni_base, tmp_path):
+    config = json.loads((tiny_omni_base / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2_5OmniForConditionalGeneration"]  # thinker.* weights, as the 7B
+    assert not config["enable_audio_output"] and (tiny_omni_base / "spk_dict.pt").exists()
+    model, processor = load_backbone(tiny_omni_base)
+    assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    assert not any("talker" in n or "token2wav" in n for n, _ in model.named_parameters())
+    assert model.generation_config.eos_token_id == end_token_ids(model, processor)  # the checkpoint's end tokens kept
+    # a trained Thinker is saved alone and loads by its own model_type
+    model.save_pretrained(tmp_path / "thinker")
+    processor.save_pretrained(tmp_path / "thinker")
+    again, _ = load_backbone(tmp_path / "thinker")
+    assert type(again).__name__ == type(model).__name__
+    key = "lm_head.weight"
+    assert torch.equal(again.state_dict()[key], model.state_dict()[key])
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_with_the_key(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "whisper"}))
+    with pytest.raises(ValueError, match=r"'whisper' checkpoint.*model\.pretrained"):
+        load_backbone(tmp_path)
+
+
+def test_omni_placeholders_per_clip_are_those_of_qwen2_5_omnis_processor(tiny_omni_base):
+    """The tiny Omni's processor gives each clip as many <|AUDIO|> tokens as Qwen2_5OmniProcessor
+    computes for its features (its own length function), and the Thinker takes them all."""
+    from transformers.models.qwen2_5_omni.processing_qwen2_5_omni import _get_feat_extract_output_lengths
+
+    from emorl.models.tiny import omni_audio_token_count
+
+    model, processor = load_backbone(tiny_omni_base)
+    rng = np.random.default_rng(1)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (4000, 16000, 23999, 64000, 90000)]
+    batch = _batch(processor, waves)
+    frames = batch["feature_attention_mask"].sum(-1)
+    expected = _get_feat_extract_output_lengths(frames)
+    assert expected.tolist() == [omni_audio_token_count(int(f)) for f in frames]
+    assert (batch["input_ids"] == model.config.audio_token_id).sum(-1).tolist() == expected.tolist()
+    assert expected.tolist()[-2:] == [100, 100]  # cut to the 4 s window
+    with torch.no_grad():
+        assert torch.isfinite(model(**rollout.model_inputs(batch)).logits).all()
 
 
 def test_embedded_base_loads_through_from_pretrained(tiny_base):
@@ -63,7 +117,9 @@ def test_full_fine_tuning_trains_every_weight_but_the_fixed_audio_positions(tiny
     model, _ = tiny
     policy = wrap_for_training(model, None)
     frozen = [n for n, p in policy.named_parameters() if not p.requires_grad]
-    assert frozen == ["model.audio_tower.embed_positions.weight"]  # sinusoidal, fixed by the architecture
+    # sinusoidal, fixed by the architecture: a weight in Qwen2-Audio's encoder, a buffer in Qwen2.5-Omni's
+    assert frozen == (["model.audio_tower.embed_positions.weight"] if model.config.model_type == "qwen2_audio" else [])
+    assert "model.audio_tower.positional_embedding.positional_embedding" in dict(policy.named_buffers()) or frozen
 
 
 def test_lora_trains_only_the_language_model(tiny):
@@ -197,9 +253,14 @@ def test_forward_log_probs_match_the_sampling_distribution(tiny, small_corpus, s
 def _count_encoder_rows(model) -> list[int]:
     """Rows (clips) the audio encoder processes, appended per call."""
     rows: list[int] = []
-    tower = model.model.audio_tower
-    tower.register_forward_pre_hook(lambda module, args, kwargs: rows.append((args[0] if args else kwargs["input_features"]).shape[0]),
-                                    with_kwargs=True)
+
+    def clips(module, args, kwargs):
+        if kwargs.get("feature_lens") is not None:  # Qwen2.5-Omni: the clips' frames concatenated, one length per clip
+            rows.append(len(kwargs["feature_lens"]))
+        else:
+            rows.append((args[0] if args else kwargs["input_features"]).shape[0])
+
+    model.model.audio_tower.register_forward_pre_hook(clips, with_kwargs=True)
     return rows
 
 

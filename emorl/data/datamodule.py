@@ -107,7 +107,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.task_alternation = task_alternation
         if task_alternation and not targets:
-            raise ValueError("data.task_alternation alternates supervised tasks: it needs algo=sft (data.targets=true)")
+            raise ValueError("algo.task_alternation alternates supervised tasks: it needs algo=sft (data.targets=true)")
         self.datasets: dict[str, EmotionQuestions] = {}
         self.seconds: dict[str, float] = {}  # clip durations, read while checking the audio
         self.truncated: dict[str, dict] = {}  # per split: clips longer than the model's audio window

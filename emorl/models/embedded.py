@@ -1,4 +1,4 @@
-"""The embedded default model: tiny Qwen2-Audio, warm-started, cached by its settings.
+"""The embedded default model: tiny Qwen2-Audio (or Qwen2.5-Omni), warm-started, cached by its settings.
 
 ``prepare_embedded_base`` returns a directory that ``load_backbone`` (``from_pretrained``)
 loads, exactly as it loads ``Qwen/Qwen2-Audio-7B-Instruct``.  It is built once per setting and
@@ -61,7 +61,8 @@ def prepare_embedded_base(
             "recipe": RECIPE_VERSION,
         }
     )
-    out = Path(cache_dir) / "tiny-qwen2-audio" / key
+    architecture = build.get("architecture", "qwen2_audio")
+    out = Path(cache_dir) / ("tiny-qwen2-audio" if architecture == "qwen2_audio" else f"tiny-{architecture}") / key
     if (out / "done").exists():
         log.info("embedded base model found in the cache: %s", out)
         return out
@@ -69,14 +70,19 @@ def prepare_embedded_base(
     shutil.rmtree(tmp, ignore_errors=True)
     items = corpus.items("train")
     emotion_items = emotion_corpus.items("train") if emotion_corpus else []
-    log.info("building the tiny Qwen2-Audio into %s", out)
+    log.info("building the tiny %s into %s", architecture, out)
     texts = tokenizer_corpus(items, strategies, corpus.labels, seed, emotion_items=emotion_items)
     build_tiny_backbone(tmp / "init", texts, seed=seed, **build)
     model, processor = load_backbone(tmp / "init")
     # the other questions are about both corpora, so that no kind of question is tied to one corpus's sentences
     summary = warm_start(model, processor, [*items, *emotion_items], strategies, seed=seed, emotion_items=emotion_items,
                          **settings)
-    model.save_pretrained(tmp)
+    if architecture == "qwen2_5_omni":  # laid out as Qwen2.5-Omni-7B: loaded as the 7B model is
+        from emorl.models.tiny import save_omni_checkpoint
+
+        save_omni_checkpoint(model, tmp)
+    else:
+        model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     shutil.rmtree(tmp / "init")
     (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2))

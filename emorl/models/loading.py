@@ -1,7 +1,9 @@
-"""Loading a Qwen2-Audio backbone and its processor, and wrapping it for training.
+"""Loading an audio-language backbone and its processor, and wrapping it for training.
 
 One code path for every size: ``from_pretrained`` on a local directory or a hub id
-(``Qwen/Qwen2-Audio-7B-Instruct``).  emorl never downloads anything itself; a hub id works
+(``Qwen/Qwen2-Audio-7B-Instruct``, ``Qwen/Qwen2.5-Omni-7B``).  The checkpoint's ``model_type``
+picks the class (:data:`BACKBONES`); for Qwen2.5-Omni the trained model is its Thinker (audio in,
+text out), loaded without the talker.  emorl never downloads anything itself; a hub id works
 where the user's machine reaches the hub or has it cached.
 """
 
@@ -37,9 +39,53 @@ def looks_like_a_folder(path: str | Path) -> bool:
     return Path(text).is_absolute() or text.startswith(("./", "../", "~", ".")) or text.count("/") > 1
 
 
+def _qwen2_audio(path: str, kwargs: dict):
+    from transformers import Qwen2AudioForConditionalGeneration
+
+    return Qwen2AudioForConditionalGeneration.from_pretrained(path, **kwargs)
+
+
+def _qwen2_5_omni(path: str, kwargs: dict):
+    """The Thinker of a full Qwen2.5-Omni checkpoint (``thinker.*`` weights); the talker is never built."""
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    full = Qwen2_5OmniForConditionalGeneration.from_pretrained(path, enable_audio_output=False, **kwargs)
+    thinker = full.thinker
+    thinker.generation_config = full.generation_config  # the checkpoint's end tokens
+    thinker.name_or_path = full.name_or_path  # what a saved adapter names as its base
+    return thinker
+
+
+def _qwen2_5_omni_thinker(path: str, kwargs: dict):
+    """A saved Thinker alone (what emorl exports after training a Qwen2.5-Omni model)."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, **kwargs)
+
+
+#: checkpoint ``model_type`` -> loader of the model emorl trains (audio in, text out).
+BACKBONES = {
+    "qwen2_audio": _qwen2_audio,
+    "qwen2_5_omni": _qwen2_5_omni,
+    "qwen2_5_omni_thinker": _qwen2_5_omni_thinker,
+}
+
+
+def model_type(path: str | Path) -> str:
+    """The ``model_type`` of the checkpoint at ``path`` (its config.json, local or from the hub cache)."""
+    from transformers import AutoConfig
+
+    kind = AutoConfig.from_pretrained(str(path)).model_type
+    if kind not in BACKBONES:
+        raise ValueError(
+            f"{path}: a {kind!r} checkpoint; emorl trains {sorted(BACKBONES)} models (model.pretrained)"
+        )
+    return kind
+
+
 def load_backbone(path: str | Path, dtype: str = "float32", attn_implementation: str | None = None):
     """``(model, processor)`` from a directory or hub id, through ``from_pretrained``."""
-    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+    from transformers import AutoProcessor
 
     if dtype not in _DTYPES:
         raise ValueError(f"model.dtype {dtype!r} is not one of {sorted(_DTYPES)}")
@@ -52,7 +98,7 @@ def load_backbone(path: str | Path, dtype: str = "float32", attn_implementation:
     kwargs = {"dtype": _DTYPES[dtype]}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = Qwen2AudioForConditionalGeneration.from_pretrained(str(path), **kwargs)
+    model = BACKBONES[model_type(path)](str(path), kwargs)
     processor = AutoProcessor.from_pretrained(str(path))
     processor.tokenizer.padding_side = "left"
     return model, processor
@@ -103,7 +149,8 @@ def wrap_for_training(model, lora: LoraSettings | dict | None, adapter: str | Pa
 def suppressed_token_ids(processor) -> list[int]:
     """Tokens a completion must never contain: audio placeholders and a new turn's start."""
     tok = processor.tokenizer
-    names = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|im_start|>"]
+    names = ["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|im_start|>",
+             "<|IMAGE|>", "<|VIDEO|>", "<|vision_bos|>", "<|vision_eos|>"]  # Qwen2.5-Omni's vision placeholders
     ids = [tok.convert_tokens_to_ids(n) for n in names]
     return sorted({i for i in ids if i is not None and i != tok.unk_token_id})
 
