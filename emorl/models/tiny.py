@@ -173,7 +173,6 @@ def _tiny_omni(audio: dict, text: dict, ids: dict[str, int]):
     """
     from transformers import (
         Qwen2_5OmniAudioEncoderConfig,
-        Qwen2_5OmniConfig,
         Qwen2_5OmniForConditionalGeneration,
         Qwen2_5OmniTextConfig,
         Qwen2_5OmniThinkerConfig,
