@@ -104,6 +104,9 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
     Runs before any corpus or model is touched (``emorl.train`` checks the corpus next, then builds
     the model).  Raises ``ValueError`` naming the key, the value and what to set.
     """
+    scorers = OmegaConf.select(cfg, "reward.scorers")  # reward=ptr: the reasoning scorer is picked by name
+    if scorers is not None and cfg.reward.get("scorer") not in scorers:
+        raise ValueError(f"reward.scorer {cfg.reward.get('scorer')!r} is not one of {sorted(scorers)}")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
