@@ -54,9 +54,14 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         from emorl.builders import grpo_settings
 
         module = get_class(cfg.algo.module._target_)
-        assert module.__name__ == {"grpo": "GRPOModule", "sft": "SFTModule"}[name]
-        assert (grpo_settings(cfg) is None) == (name == "sft")
-        if name == "sft":
+        assert module.__name__ == {"grpo": "GRPOModule", "sft": "SFTModule", "prosody_sft": "SFTModule"}[name]
+        assert (grpo_settings(cfg) is None) == (name != "grpo")
+        # the prosody warm start: prosody questions, IR answers, the last model exported (no emotion-label selection)
+        assert (cfg.data.training_task, cfg.checkpoint.select) == (
+            ("prosody", "last") if name == "prosody_sft" else ("emotion", "best"))
+        if name == "prosody_sft":
+            assert (cfg.reasoning.name, cfg.data.targets, cfg.data.task_alternation) == ("ir", True, False)
+        elif name == "sft":
             # the paper's SFT + IR: IR answers, AdamW at 1e-5, five epochs, gold responses in the batches
             assert (cfg.reasoning.name, cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.data.targets) == ("ir", 1e-5, 5, True)
             # validation by a share of an epoch is a valid Trainer setting (SMALL overrides it with steps)

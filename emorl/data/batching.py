@@ -22,7 +22,7 @@ from emorl.prompts import ReasoningStrategy
 class Example:
     """One prompt: audio, the user text, and (for supervised tasks) the target response."""
 
-    audio: np.ndarray
+    audio: np.ndarray | list[np.ndarray]  # several clips: a question comparing them
     text: str
     label: str = ""
     options: tuple[str, ...] = ()
@@ -112,10 +112,16 @@ def description_task(strategy: ReasoningStrategy, item: Item, levels: dict | Non
         f"<{strategy.answer_tag}>{answer}</{strategy.answer_tag}>"
 
 
-def chat_prompt(processor, text: str) -> str:
-    """The chat-formatted prompt (audio first, then the question), ready for generation."""
-    conversation = [{"role": "user", "content": [{"type": "audio", "audio_url": "audio"}, {"type": "text", "text": text}]}]
+def chat_prompt(processor, text: str, clips: int = 1) -> str:
+    """The chat-formatted prompt (the audio clips first, then the question), ready for generation."""
+    audio = [{"type": "audio", "audio_url": f"audio{i}"} for i in range(clips)]
+    conversation = [{"role": "user", "content": [*audio, {"type": "text", "text": text}]}]
     return processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def clips_of(example: Example) -> list:
+    """The example's waveforms: one, or several (a question comparing clips)."""
+    return list(example.audio) if isinstance(example.audio, (list, tuple)) else [example.audio]
 
 
 @dataclass
@@ -130,19 +136,19 @@ class Collator:
     end_of_turn: str = "<|im_end|>"
     _prompt_cache: dict = field(default_factory=dict)
 
-    def _prompt(self, text: str) -> str:
-        if text not in self._prompt_cache:
-            self._prompt_cache[text] = chat_prompt(self.processor, text)
-        return self._prompt_cache[text]
+    def _prompt(self, text: str, clips: int = 1) -> str:
+        if (text, clips) not in self._prompt_cache:
+            self._prompt_cache[text, clips] = chat_prompt(self.processor, text, clips)
+        return self._prompt_cache[text, clips]
 
     def __call__(self, examples: Sequence[Example]) -> dict:
-        prompts = [self._prompt(e.text) for e in examples]
+        prompts = [self._prompt(e.text, len(clips_of(e))) for e in examples]
         supervised = examples[0].target is not None
         texts = [p + e.target + self.end_of_turn for p, e in zip(prompts, examples, strict=True)] if supervised else prompts
         batch = dict(
             self.processor(
                 text=texts,
-                audio=[e.audio for e in examples],
+                audio=[clip for e in examples for clip in clips_of(e)],  # in prompt order
                 sampling_rate=SAMPLE_RATE,
                 return_tensors="pt",
                 padding=True,

@@ -70,6 +70,10 @@ class EmotionDataModule(L.LightningDataModule):
             ``cache_dir``) and give each question its levels, relative to its speaker (grounding rewards).
         task_alternation: supervised batches alternate between the emotion question and a
             description-only task about the same clips (measured prosody, or the transcript).
+        training_task: ``emotion`` (the emotion question), or ``prosody``: the training split asks
+            prosody questions built from measured prosody (:mod:`emorl.data.prosody_tasks`,
+            ``algo=prosody_sft``); validation and test still ask the emotion question.
+        comparison_share: with ``training_task=prosody``, the share of comparison questions.
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class EmotionDataModule(L.LightningDataModule):
         prosody: bool = False,
         cache_dir: str | None = None,
         task_alternation: bool = False,
+        training_task: str = "emotion",
+        comparison_share: float = 0.5,
     ) -> None:
         super().__init__()
         self.corpus = corpus
@@ -108,6 +114,15 @@ class EmotionDataModule(L.LightningDataModule):
         self.task_alternation = task_alternation
         if task_alternation and not targets:
             raise ValueError("algo.task_alternation alternates supervised tasks: it needs algo=sft (data.targets=true)")
+        if training_task not in ("emotion", "prosody"):
+            raise ValueError(f"data.training_task={training_task!r} is not one of emotion, prosody")
+        if training_task == "prosody" and task_alternation:
+            raise ValueError("algo.task_alternation alternates the emotion question with a description: not with "
+                             "data.training_task=prosody (its questions are all about prosody)")
+        if training_task == "prosody" and not targets:
+            raise ValueError("data.training_task=prosody trains on prosody answers: it needs algo=prosody_sft")
+        self.training_task, self.comparison_share = training_task, comparison_share
+        self.measurements: dict[str, dict] = {}
         self.datasets: dict[str, EmotionQuestions] = {}
         self.seconds: dict[str, float] = {}  # clip durations, read while checking the audio
         self.truncated: dict[str, dict] = {}  # per split: clips longer than the model's audio window
@@ -149,6 +164,9 @@ class EmotionDataModule(L.LightningDataModule):
         if split not in self.datasets:
             items = check_items(self.corpus.items(split), self.labels, split, self.report, audio=self.check_audio,
                                 seconds=self.seconds)
+            if split == "train" and self.training_task == "prosody":
+                self.datasets[split] = self.prosody_questions(items)
+                return self.datasets[split]
             target = gold_response if self.targets and split == "train" else None
             # measured prosody: for grounding rewards, and for reasoning-augmented SFT targets
             wanted = self.prosody or (target is not None and (self.strategy.think_tag or self.task_alternation))
@@ -177,8 +195,21 @@ class EmotionDataModule(L.LightningDataModule):
             cache = Path(self.cache_dir) / "prosody" / f"{getattr(self.corpus, 'name', 'corpus')}-{key}.json"
         log.info("data: measuring the prosody of %d clips (cached in %s)", len(items), cache)
         measured = measure_items(items, cache)
+        self.measurements.update({i.path: measured[i.path] for i in items})
         norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
         return {i.path: norms.levels(measured[i.path], i.speaker) for i in items}
+
+    def prosody_questions(self, items: list[Item]):
+        """The training split as prosody questions (attribute levels, comparisons), from measured prosody."""
+        from emorl.data.prosody_tasks import ProsodyQuestions
+
+        levels = self.prosody_levels(items)
+        questions = ProsodyQuestions(items, levels, self.measurements, answer_tag=self.strategy.answer_tag,
+                                     comparison_share=self.comparison_share, seed=self.seed)
+        self.task_counts = questions.task_counts()
+        log.info("data: train split of %s as prosody questions: %s", getattr(self.corpus, "name", "corpus"),
+                 self.task_counts)
+        return questions
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage or "", ())
@@ -191,8 +222,11 @@ class EmotionDataModule(L.LightningDataModule):
 
     def summary(self) -> dict:
         """Questions per split and the corpus's skip report (for ``metrics.json``)."""
-        return {"questions": {k: len(v) for k, v in self.datasets.items()}, "truncated": self.truncated,
-                **self.report.summary()}
+        out = {"questions": {k: len(v) for k, v in self.datasets.items()}, "truncated": self.truncated,
+               **self.report.summary()}
+        if getattr(self, "task_counts", None):
+            out["prosody_tasks"] = self.task_counts
+        return out
 
     def train_dataloader(self):
         """Seeded order per epoch, resumable mid-epoch (its position is saved in Lightning checkpoints).
