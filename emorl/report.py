@@ -58,18 +58,37 @@ def flatten(node, prefix: str = "") -> dict[str, object]:
 
 
 def differing_settings(configs: list[dict]) -> list[str]:
-    """Keys whose values differ between runs' resolved configs, besides :data:`FREE_KEYS` and keys that
-    hold the run's seed in every run (``data.seed: ${seed}``).
+    """Keys whose values differ between runs' resolved configs, besides :data:`FREE_KEYS`, keys that
+    hold the run's seed in every run (``data.seed: ${seed}``) and keys that only some of the runs
+    record (:func:`partial_settings`: a setting a later version added).
 
     >>> differing_settings([{"seed": 0, "data": {"seed": 0}, "model": {"lr": 1e-4}},
-    ...                     {"seed": 1, "data": {"seed": 1}, "model": {"lr": 3e-4}}])
+    ...                     {"seed": 1, "data": {"seed": 1}, "model": {"lr": 3e-4}, "data2": {"new": False}}])
     ['model.lr']
     """
     flat = [flatten(c) for c in configs]
-    keys = sorted(set().union(*flat)) if flat else []
-    free = lambda k: any(k == f or k.startswith(f + ".") for f in FREE_KEYS)
+    keys = set.intersection(*(set(f) for f in flat)) if flat else set()
     seeded = lambda k: all(f.get(k) == f.get("seed") for f in flat)
-    return [k for k in keys if not free(k) and not seeded(k) and len({repr(f.get(k)) for f in flat}) > 1]
+    return [k for k in sorted(keys) if not _free(k) and not seeded(k) and len({repr(f.get(k)) for f in flat}) > 1]
+
+
+def _free(key: str) -> bool:
+    return any(key == f or key.startswith(f + ".") for f in FREE_KEYS)
+
+
+def partial_settings(configs: list[dict]) -> dict[str, int]:
+    """Keys that some runs' configs record and others lack (with how many record them): settings a
+    later version of emorl added, or ``+key`` additions.  They do not split a row; the report lists them.
+
+    >>> partial_settings([{"a": 1}, {"a": 1, "data": {"task_alternation": False}}, {"a": 2}])
+    {'data.task_alternation': 1}
+    """
+    flat = [flatten(c) for c in configs]
+    counts: dict[str, int] = defaultdict(int)
+    for f in flat:
+        for k in f:
+            counts[k] += 1
+    return {k: n for k, n in sorted(counts.items()) if n < len(flat) and not _free(k)}
 
 
 def load_runs(dirs: list[str]) -> list[dict]:
@@ -99,6 +118,9 @@ def load_runs(dirs: list[str]) -> list[dict]:
         for r in rs:
             flat = flatten(r["config"])
             r["group"] = (*r["group"], ", ".join(f"{k}={flat.get(k)}" for k in keys) or "-")
+        partial = partial_settings([r["config"] for r in rs])
+        for r in rs:
+            r["partial"] = {k: (n, len(rs)) for k, n in partial.items()}
     return runs
 
 
@@ -151,9 +173,17 @@ def recall_table(runs: list[dict]) -> str:
 def run_listing(runs: list[dict]) -> str:
     """Which runs went into each row of :func:`table` (their folders)."""
     groups: dict[tuple, list[str]] = defaultdict(list)
+    partial: dict[tuple, dict] = {}
     for run in runs:
         groups[run["group"]].append(run["path"])
-    return "\n".join(f"- {' / '.join(group)}: {', '.join(paths)}" for group, paths in sorted(groups.items()))
+        partial[run["group"]] = run.get("partial") or {}
+    lines = []
+    for group, paths in sorted(groups.items()):
+        lines.append(f"- {' / '.join(group)}: {', '.join(paths)}")
+        if partial[group]:
+            recorded = ", ".join(f"{k} ({n} of {m})" for k, (n, m) in partial[group].items())
+            lines.append(f"  settings only some of these runs record (not compared): {recorded}")
+    return "\n".join(lines)
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:

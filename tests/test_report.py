@@ -83,3 +83,18 @@ def test_runs_that_differ_in_any_setting_are_separate_rows(tmp_path, capsys):
     listing = [line for line in out if line.startswith("- outputs / grpo")]
     assert listing == [f"- outputs / grpo / eswr / esr / synthetic / model.lr=0.0001: {sweep / 'a0'}, {sweep / 'a1'}",
                        f"- outputs / grpo / eswr / esr / synthetic / model.lr=0.0003: {sweep / 'b0'}"]
+
+
+def test_a_setting_only_some_runs_record_does_not_split_a_row_but_is_listed(tmp_path, capsys):
+    """A key a later version added (recorded by the newer runs only) is not a difference between the runs
+    (a missing key read as None split seeds of one sweep); the listing names it and how many record it."""
+    sweep = tmp_path / "sweep"
+    recall = {"joy": 0.5, "anger": 0.5}
+    _run(sweep, "s0", recall, [], seed=0, model={"lr": 1e-4})
+    _run(sweep, "s1", recall, [], seed=1, model={"lr": 1e-4}, data={"task_alternation": False})
+    _run(sweep, "s2", recall, [], seed=2, model={"lr": 1e-4}, data={"task_alternation": False})
+    report.main([str(sweep)])
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("| sweep | grpo | eswr | esr | synthetic |")]
+    assert [r.split(" | ")[5:7] for r in rows] == [["-", "3"]]
+    assert "  settings only some of these runs record (not compared): data.task_alternation (2 of 3)" in out
