@@ -84,36 +84,31 @@ def small_corpus(cache_dir):
     return SyntheticCorpus(cache_dir / "synthetic", train_per_class=6, val_per_class=2, test_per_class=2)
 
 
-@pytest.fixture(scope="session")
-def tiny_base(cache_dir, small_corpus) -> Path:
-    """The embedded base (tiny Qwen2-Audio, a 2-step warm start), built once per session."""
+def embedded_base(cache_dir: Path, corpus, **build) -> Path:
+    """An embedded base with a 2-step warm start (the tests' size), built once per cache."""
     from emorl.models.embedded import prepare_embedded_base
     from emorl.prompts import get_strategy
 
     return prepare_embedded_base(
         cache_dir,
-        small_corpus,
+        corpus,
         get_strategy("esr"),
         seed=0,
-        build={"vocab_size": 512, "chunk_length": 4},
+        build={"vocab_size": 512, "chunk_length": 4, **build},
         warm_start_settings={"steps": 2, "batch_size": 4, "lr": 1e-3},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_base(cache_dir, small_corpus) -> Path:
+    """The embedded base (tiny Qwen2-Audio, a 2-step warm start), built once per session."""
+    return embedded_base(cache_dir, small_corpus)
 
 
 @pytest.fixture(scope="session")
 def tiny_omni_base(cache_dir, small_corpus) -> Path:
     """The embedded base with a tiny Qwen2.5-Omni (saved as Qwen2.5-Omni-7B is laid out), built once per session."""
-    from emorl.models.embedded import prepare_embedded_base
-    from emorl.prompts import get_strategy
-
-    return prepare_embedded_base(
-        cache_dir,
-        small_corpus,
-        get_strategy("esr"),
-        seed=0,
-        build={"vocab_size": 512, "chunk_length": 4, "architecture": "qwen2_5_omni"},
-        warm_start_settings={"steps": 2, "batch_size": 4, "lr": 1e-3},
-    )
+    return embedded_base(cache_dir, small_corpus, architecture="qwen2_5_omni")
 
 
 @pytest.fixture
