@@ -86,6 +86,10 @@ def _evaluate(cfg: DictConfig) -> dict:
         cfg.eval.get("faithfulness", "auto") == "auto" and any(sec.tag == "prosody" for sec in strategy.sections)
     ):
         result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
+    asked = cfg.eval.get("prosody_tasks", "auto")
+    if asked is True or (asked == "auto" and info.get("algo") == "prosody_sft"):
+        result = {**result, "prosody_tasks": prosody_task_accuracy(model, processor, datamodule, strategy,
+                                                                   int(cfg.data.eval_batch_size))}
     metrics = {
         "ckpt": str(cfg.get("ckpt")),
         "dataset": cfg.dataset.name,
@@ -119,6 +123,38 @@ def prosody_faithfulness(datamodule, records: list[dict]) -> dict:
              "n/a" if out["faithfulness"] is None else f"{out['faithfulness']:.3f}", out["prosody_claims"],
              100 * out["claiming"])
     return out
+
+
+@torch.no_grad()
+def prosody_task_accuracy(model, processor, datamodule, strategy, batch_size: int, max_new_tokens: int = 16) -> dict:
+    """Greedy accuracy of ``model`` on prosody questions (attribute levels, two-clip comparisons) about the
+    test split's clips, built from their measured prosody as ``algo=prosody_sft`` builds its training questions."""
+    from dataclasses import replace
+
+    from emorl import rollout
+    from emorl.data.prosody_tasks import ProsodyQuestions, prosody_task_scores
+    from emorl.models.loading import end_token_ids, suppressed_token_ids
+    from emorl.rewards.grounding import section
+
+    items = datamodule.dataset(datamodule.test_split).items
+    levels = datamodule.prosody_levels(items)
+    questions = ProsodyQuestions(items, levels, datamodule.measurements, answer_tag=strategy.answer_tag,
+                                 comparison_share=datamodule.comparison_share, seed=datamodule.options_seed)
+    tasks, answers = [questions.task(i) for i in range(len(questions))], []
+    device = next(model.parameters()).device
+    for start in range(0, len(questions), batch_size):
+        asked = [replace(questions[i], target=None) for i in range(start, min(start + batch_size, len(questions)))]
+        batch = datamodule.collate(asked)  # the questions alone: a target would be appended to the prompt
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        ro = rollout.sample(model, processor, batch, num_generations=1, max_new_tokens=max_new_tokens, do_sample=False,
+                            share_prompt=False,  # comparisons carry two clips per prompt: plain generate
+                            suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
+        answers += [section(text, strategy.answer_tag) for text in ro.texts]
+    scores = prosody_task_scores(tasks, answers)
+    log.info("prosody questions: accuracy %s; answers that are no option %s",
+             {k: round(v, 3) for k, v in scores["accuracy"].items()},
+             {k: round(v, 3) for k, v in scores["not_an_option"].items() if "/" not in k})
+    return scores
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")

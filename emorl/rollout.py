@@ -144,6 +144,7 @@ def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
     (differentiably: gradients of the completions add up on their shared prompt).  Returns
     None when the model keeps no cache (gradient checkpointing in training mode).
     """
+    one_clip_per_prompt(prompt)
     used, inverse = torch.unique(prompt_index, sorted=True, return_inverse=True)
     ids = prompt["input_ids"][used]
     mask = prompt["attention_mask"][used]
@@ -163,6 +164,14 @@ def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
         return None
     cache.batch_select_indices(inverse.to(ids.device))
     return cache
+
+
+def one_clip_per_prompt(prompt: dict) -> None:
+    """Rollouts index the audio features by prompt: refuse prompts that carry several clips (or none)."""
+    clips, prompts = prompt["input_features"].shape[0], prompt["input_ids"].shape[0]
+    if clips != prompts:
+        raise ValueError(f"{clips} audio clips for {prompts} prompts: GRPO rollouts and their log-probs take one clip per "
+                         "prompt (questions comparing clips are for supervised training and greedy evaluation)")
 
 
 def forget_rope_deltas(model) -> None:
@@ -284,6 +293,7 @@ def completion_log_probs(
     prompt.  Position ids follow the attention mask, so left padding does not shift them.
     """
     prompt, index = rollout.prompt, rollout.prompt_index
+    one_clip_per_prompt(prompt)
     prompt_mask = prompt["attention_mask"][index]
     completion_mask = rollout.completion_mask.to(prompt_mask.dtype)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)

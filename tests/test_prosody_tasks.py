@@ -11,7 +11,7 @@ import torch
 from emorl.acoustics import LEVEL_NAMES
 from emorl.data.batching import Collator
 from emorl.data.corpus import Item
-from emorl.data.prosody_tasks import MARGINS, ProsodyQuestions, contrast
+from emorl.data.prosody_tasks import MARGINS, ProsodyQuestions, contrast, prosody_task_scores
 
 
 @pytest.mark.parametrize(
@@ -132,6 +132,66 @@ def test_a_comparison_batch_carries_both_clips_in_prompt_order(tiny, clips):
         loss = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "input_features",
                                              "feature_attention_mask")}, labels=batch["labels"]).loss
     assert np.isfinite(float(loss))
+    # GRPO's rollouts index audio by prompt: two clips per prompt are refused, not mismatched
+    from emorl import rollout
+    from emorl.models.loading import end_token_ids, suppressed_token_ids
+
+    plain = {k: v for k, v in batch.items() if k != "labels"}
+    with pytest.raises(ValueError, match="4 audio clips for 2 prompts"):
+        rollout.sample(model, processor, plain, num_generations=2, max_new_tokens=2,
+                       suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
+
+
+@pytest.mark.parametrize(
+    "answer, right, offside",
+    [
+        ("high", True, False),  # the gold level
+        (" High. ", True, False),  # case, spaces and a final period do not matter
+        ("low", False, False),  # another level: wrong, but an option
+        ("loud", False, True),  # a level of another attribute: not an option
+        (None, False, True),  # no answer tag
+    ],
+)
+def test_prosody_task_scores_per_answer(answer, right, offside):
+    task = {"kind": "attribute", "attribute": "pitch", "target": "<answer>high</answer>"}
+    scores = prosody_task_scores([task], [answer])
+    assert scores["accuracy"] == {"all": float(right), "attribute": float(right), "attribute/pitch": float(right)}
+    assert scores["not_an_option"]["all"] == float(offside)
+
+
+def test_prosody_task_accuracy_scores_each_answer_against_its_own_question(tiny, small_corpus, cache_dir, monkeypatch):
+    """emorl.evaluate's prosody questions: one per test clip, asked without its answer (the prompt
+    ends where the answer starts), each answer scored against its own question across batches:
+    an oracle that answers every other question right scores exactly one half."""
+    from emorl import rollout
+    from emorl.data.datamodule import EmotionDataModule
+    from emorl.evaluate import prosody_task_accuracy
+    from emorl.prompts import get_strategy
+
+    model, processor = tiny
+    strategy = get_strategy("ir")
+    datamodule = EmotionDataModule(small_corpus, strategy, processor, cache_dir=str(cache_dir))
+    datamodule.setup("test")
+    items = datamodule.dataset("test").items
+    same = ProsodyQuestions(items, datamodule.prosody_levels(items), datamodule.measurements, seed=datamodule.options_seed)
+    golds = [same.task(i)["target"] for i in range(len(same))]
+    prompts: list[str] = []
+
+    def oracle(model, processor, batch, **kwargs):
+        texts = processor.tokenizer.batch_decode(batch["input_ids"])
+        first = len(prompts)
+        prompts.extend(texts)
+        answers = [golds[i] if i % 2 == 0 else "<answer>none</answer>" for i in range(first, first + len(texts))]
+        return rollout.Rollout(prompt={}, prompt_index=torch.arange(len(texts)), completion_ids=torch.zeros(0),
+                               completion_mask=torch.zeros(0), texts=answers)
+
+    monkeypatch.setattr(rollout, "sample", oracle)
+    scores = prosody_task_accuracy(model, processor, datamodule, strategy, batch_size=3)
+    n = len(items)
+    assert scores["n"]["all"] == n == len(prompts) == 14
+    assert scores["accuracy"]["all"] == pytest.approx(7 / 14)
+    assert scores["not_an_option"]["all"] == pytest.approx(7 / 14)  # "none" is no option
+    assert all(p.endswith("<|im_start|>assistant\n") for p in prompts)  # no answer in any prompt
 
 
 @pytest.mark.slow

@@ -161,3 +161,28 @@ class ProsodyQuestions(torch.utils.data.Dataset):
         audio = [load_audio(p) for p in task["paths"]]
         return Example(audio=audio[0] if len(audio) == 1 else audio, text=task["text"], target=task["target"],
                        item=self.items[index])
+
+
+def prosody_task_scores(tasks: Sequence[Mapping], answers: Sequence[str | None]) -> dict:
+    """Accuracy of answers to prosody questions: overall, per kind and per ``kind/attribute``, with chance.
+
+    ``answers``: the text inside each completion's answer tag (None where there is none).
+
+    >>> tasks = [{"kind": "attribute", "attribute": "pitch", "target": "<answer>high</answer>"},
+    ...          {"kind": "comparison", "attribute": "speed", "target": "<answer>first</answer>"}]
+    >>> prosody_task_scores(tasks, ["High", None])["accuracy"]
+    {'all': 0.5, 'attribute': 1.0, 'comparison': 0.0, 'attribute/pitch': 1.0, 'comparison/speed': 0.0}
+    """
+    hits: dict[str, list[bool]] = {}
+    offside: dict[str, list[bool]] = {}
+    for task, answer in zip(tasks, answers, strict=True):
+        gold = task["target"].split(">", 1)[1].rsplit("<", 1)[0]
+        said = None if answer is None else answer.strip().strip(".").lower()
+        options = ORDER if task["kind"] == "comparison" else LEVEL_NAMES[task["attribute"]]
+        for key in ("all", task["kind"], f"{task['kind']}/{task['attribute']}"):
+            hits.setdefault(key, []).append(said == gold)
+            offside.setdefault(key, []).append(said not in options)
+    order = sorted(hits, key=lambda k: (k.count("/"), k != "all", k))
+    return {"accuracy": {k: sum(hits[k]) / len(hits[k]) for k in order},
+            "not_an_option": {k: sum(offside[k]) / len(offside[k]) for k in order},
+            "n": {k: len(hits[k]) for k in order}, "chance": {"attribute": 1 / 3, "comparison": 1 / 2}}
