@@ -219,3 +219,19 @@ def test_prosody_sft_trains_on_measured_prosody_and_exports_the_base_of_a_grpo_r
     start = objects["module"].reference  # the frozen copy of the starting model: the prosody base's weights
     exported = type(start).from_pretrained(str(tmp_path / "base" / "model"))
     assert torch.equal(start.lm_head.weight, exported.lm_head.weight)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"training_task": "prosody", "targets": True, "task_alternation": True}, "not with data.training_task=prosody"),
+        ({"training_task": "prosody", "targets": False}, "needs algo=prosody_sft"),  # prosody answers are targets
+        ({"training_task": "prosodie", "targets": True}, "'prosodie' is not one of emotion, prosody"),  # a typo
+    ],
+)
+def test_prosody_training_settings_that_cannot_work_are_refused(small_corpus, settings, message):
+    from emorl.data.datamodule import EmotionDataModule
+    from emorl.prompts import get_strategy
+
+    with pytest.raises(ValueError, match=message):
+        EmotionDataModule(small_corpus, get_strategy("ir"), **settings)
