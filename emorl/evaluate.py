@@ -82,12 +82,9 @@ def _evaluate(cfg: DictConfig) -> dict:
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     result = module.eval_results["test"]
-    if cfg.eval.get("faithfulness", "auto") is True or (
-        cfg.eval.get("faithfulness", "auto") == "auto" and any(sec.tag == "prosody" for sec in strategy.sections)
-    ):
+    if switched_on(cfg.eval.get("faithfulness", "auto"), auto=any(sec.tag == "prosody" for sec in strategy.sections)):
         result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
-    asked = cfg.eval.get("prosody_tasks", "auto")
-    if asked is True or (asked == "auto" and info.get("algo") == "prosody_sft"):
+    if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=info.get("algo") == "prosody_sft"):
         result = {**result, "prosody_tasks": prosody_task_accuracy(model, processor, datamodule, strategy,
                                                                    int(cfg.data.eval_batch_size))}
     metrics = {
@@ -112,6 +109,15 @@ def _evaluate(cfg: DictConfig) -> dict:
     return metrics
 
 
+def switched_on(setting, auto: bool) -> bool:
+    """An ``eval`` switch: true, false, or ``auto`` (on where ``auto`` holds).
+
+    >>> switched_on("auto", True), switched_on("auto", False), switched_on(True, False), switched_on(False, True)
+    (True, False, True, False)
+    """
+    return setting is True or (setting == "auto" and auto)
+
+
 def prosody_faithfulness(datamodule, records: list[dict]) -> dict:
     """The faithfulness of the evaluated answers' ``<prosody>`` claims to the clips' measured prosody."""
     from emorl.rewards.grounding import faithfulness
@@ -134,7 +140,6 @@ def prosody_task_accuracy(model, processor, datamodule, strategy, batch_size: in
     from emorl import rollout
     from emorl.data.prosody_tasks import ProsodyQuestions, prosody_task_scores
     from emorl.models.loading import end_token_ids, suppressed_token_ids
-    from emorl.rewards.grounding import section
 
     items = datamodule.dataset(datamodule.test_split).items
     levels = datamodule.prosody_levels(items)
@@ -149,7 +154,7 @@ def prosody_task_accuracy(model, processor, datamodule, strategy, batch_size: in
         ro = rollout.sample(model, processor, batch, num_generations=1, max_new_tokens=max_new_tokens, do_sample=False,
                             share_prompt=False,  # comparisons carry two clips per prompt: plain generate
                             suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
-        answers += [section(text, strategy.answer_tag) for text in ro.texts]
+        answers += [strategy.extract_answer(text) for text in ro.texts]
     scores = prosody_task_scores(tasks, answers)
     log.info("prosody questions: accuracy %s; answers that are no option %s",
              {k: round(v, 3) for k, v in scores["accuracy"].items()},

@@ -147,9 +147,8 @@ class ReasoningStrategy:
         {'prosody': 'loud, fast'}
         """
         def block(tag: str, within: str) -> str | None:
-            start = within.find(f"<{tag}>")
-            end = within.find(f"</{tag}>", start + 1)
-            return within[start + len(tag) + 2 : end].strip() if start >= 0 and end >= 0 else None
+            part = section(within, tag)
+            return None if part is None else part.strip()
 
         if not self.think_tag:
             return {}
@@ -159,6 +158,20 @@ class ReasoningStrategy:
         if not self.sections:
             return {self.think_tag: think}
         return {s.tag: part for s in self.sections if (part := block(s.tag, think)) is not None}
+
+
+def section(text: str, tag: str) -> str | None:
+    """The content of the first ``<tag>…</tag>`` in ``text`` (None when absent or unclosed).
+
+    >>> section("<prosody>pitch high</prosody>", "prosody"), section("<prosody>open", "prosody")
+    ('pitch high', None)
+    """
+    start = text.find(f"<{tag}>")
+    if start < 0:
+        return None
+    start += len(tag) + 2
+    end = text.find(f"</{tag}>", start)
+    return None if end < 0 else text[start:end]
 
 
 def gold_response(strategy: ReasoningStrategy, label: str, item=None, levels: Mapping[str, str] | None = None) -> str:

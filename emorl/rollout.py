@@ -293,7 +293,6 @@ def completion_log_probs(
     prompt.  Position ids follow the attention mask, so left padding does not shift them.
     """
     prompt, index = rollout.prompt, rollout.prompt_index
-    one_clip_per_prompt(prompt)
     prompt_mask = prompt["attention_mask"][index]
     completion_mask = rollout.completion_mask.to(prompt_mask.dtype)
     attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
@@ -313,6 +312,7 @@ def completion_log_probs(
         )
         logits = out.logits
     else:
+        one_clip_per_prompt(prompt)  # (shared_prefix checks the cached path)
         out = model(
             input_ids=torch.cat([prompt["input_ids"][index], rollout.completion_ids], dim=1),
             attention_mask=attention_mask,

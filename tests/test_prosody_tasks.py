@@ -153,7 +153,7 @@ def test_a_comparison_batch_carries_both_clips_in_prompt_order(tiny, clips):
     ],
 )
 def test_prosody_task_scores_per_answer(answer, right, offside):
-    task = {"kind": "attribute", "attribute": "pitch", "target": "<answer>high</answer>"}
+    task = {"kind": "attribute", "attribute": "pitch", "answer": "high"}
     scores = prosody_task_scores([task], [answer])
     assert scores["accuracy"] == {"all": float(right), "attribute": float(right), "attribute/pitch": float(right)}
     assert scores["not_an_option"]["all"] == float(offside)

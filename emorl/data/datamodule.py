@@ -123,6 +123,7 @@ class EmotionDataModule(L.LightningDataModule):
             raise ValueError("data.training_task=prosody trains on prosody answers: it needs algo=prosody_sft")
         self.training_task, self.comparison_share = training_task, comparison_share
         self.measurements: dict[str, dict] = {}
+        self.task_counts: dict[str, int] = {}  # training_task=prosody: questions of each kind
         self.datasets: dict[str, EmotionQuestions] = {}
         self.seconds: dict[str, float] = {}  # clip durations, read while checking the audio
         self.truncated: dict[str, dict] = {}  # per split: clips longer than the model's audio window
@@ -224,7 +225,7 @@ class EmotionDataModule(L.LightningDataModule):
         """Questions per split and the corpus's skip report (for ``metrics.json``)."""
         out = {"questions": {k: len(v) for k, v in self.datasets.items()}, "truncated": self.truncated,
                **self.report.summary()}
-        if getattr(self, "task_counts", None):
+        if self.task_counts:
             out["prosody_tasks"] = self.task_counts
         return out
 

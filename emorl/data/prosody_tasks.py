@@ -127,7 +127,7 @@ class ProsodyQuestions(torch.utils.data.Dataset):
         return len(self.items)
 
     def task(self, index: int) -> dict:
-        """What index ``index`` asks: ``{"kind", "attribute", "paths", "text", "target"}`` (no audio read)."""
+        """What index ``index`` asks: ``{"kind", "attribute", "paths", "answer", "text", "target"}`` (no audio read)."""
         rng = random.Random(f"{self.seed}:{index}")
         item = self.items[index]
         if rng.random() < self.comparison_share:
@@ -137,9 +137,8 @@ class ProsodyQuestions(torch.utils.data.Dataset):
                 other = self.items[j]
                 pair = [item, other] if rng.random() < 0.5 else [other, item]
                 more = contrast(attribute, self.measurements[pair[0].path], self.measurements[pair[1].path]) > 0
-                return {"kind": "comparison", "attribute": attribute, "paths": [p.path for p in pair],
-                        "text": answer_prompt(f"{COMPARISON_PROMPTS[attribute]} Options: first, second.", self.answer_tag),
-                        "target": f"<{self.answer_tag}>{ORDER[0] if more else ORDER[1]}</{self.answer_tag}>"}
+                return self._task("comparison", attribute, [p.path for p in pair],
+                                  f"{COMPARISON_PROMPTS[attribute]} Options: first, second.", ORDER[0] if more else ORDER[1])
         levels = self.levels[item.path]
         measured = sorted(a for a in ATTRIBUTE_PROMPTS if a in levels)
         if not measured:
@@ -148,9 +147,11 @@ class ProsodyQuestions(torch.utils.data.Dataset):
         options = list(LEVEL_NAMES[attribute])
         rng.shuffle(options)
         question = ATTRIBUTE_PROMPTS[attribute].format(options=", ".join(options[:-1]) + " or " + options[-1])
-        return {"kind": "attribute", "attribute": attribute, "paths": [item.path],
-                "text": answer_prompt(question, self.answer_tag),
-                "target": f"<{self.answer_tag}>{levels[attribute]}</{self.answer_tag}>"}
+        return self._task("attribute", attribute, [item.path], question, levels[attribute])
+
+    def _task(self, kind: str, attribute: str, paths: list[str], question: str, answer: str) -> dict:
+        return {"kind": kind, "attribute": attribute, "paths": paths, "answer": answer,
+                "text": answer_prompt(question, self.answer_tag), "target": f"<{self.answer_tag}>{answer}</{self.answer_tag}>"}
 
     def task_counts(self) -> dict[str, int]:
         """How many indices ask each kind of question (comparisons without a clear partner became attributes)."""
@@ -168,19 +169,18 @@ def prosody_task_scores(tasks: Sequence[Mapping], answers: Sequence[str | None])
 
     ``answers``: the text inside each completion's answer tag (None where there is none).
 
-    >>> tasks = [{"kind": "attribute", "attribute": "pitch", "target": "<answer>high</answer>"},
-    ...          {"kind": "comparison", "attribute": "speed", "target": "<answer>first</answer>"}]
+    >>> tasks = [{"kind": "attribute", "attribute": "pitch", "answer": "high"},
+    ...          {"kind": "comparison", "attribute": "speed", "answer": "first"}]
     >>> prosody_task_scores(tasks, ["High", None])["accuracy"]
     {'all': 0.5, 'attribute': 1.0, 'comparison': 0.0, 'attribute/pitch': 1.0, 'comparison/speed': 0.0}
     """
     hits: dict[str, list[bool]] = {}
     offside: dict[str, list[bool]] = {}
     for task, answer in zip(tasks, answers, strict=True):
-        gold = task["target"].split(">", 1)[1].rsplit("<", 1)[0]
         said = None if answer is None else answer.strip().strip(".").lower()
         options = ORDER if task["kind"] == "comparison" else LEVEL_NAMES[task["attribute"]]
         for key in ("all", task["kind"], f"{task['kind']}/{task['attribute']}"):
-            hits.setdefault(key, []).append(said == gold)
+            hits.setdefault(key, []).append(said == task["answer"])
             offside.setdefault(key, []).append(said not in options)
     order = sorted(hits, key=lambda k: (k.count("/"), k != "all", k))
     return {"accuracy": {k: sum(hits[k]) / len(hits[k]) for k in order},

@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
+from emorl.prompts import section
+
 #: Words that name an attribute, and the words for its levels (low, medium, high), synonyms included.
 DEFAULT_VOCABULARY: dict[str, dict[str, tuple[str, ...]]] = {
     "pitch": {
@@ -54,20 +56,6 @@ SELF_NAMING = {"speed": ("slow", "fast"), "volume": ("quiet", "loud"), "intonati
 
 _CLAUSE_BREAK = re.compile(r"[,;.!?\n]|\bbut\b|\bwhile\b|\bwith\b")
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-]*")
-
-
-def section(text: str, tag: str) -> str | None:
-    """The content of the first ``<tag>…</tag>`` in ``text`` (None when absent or unclosed).
-
-    >>> section("<prosody>pitch high</prosody>", "prosody"), section("<prosody>open", "prosody")
-    ('pitch high', None)
-    """
-    start = text.find(f"<{tag}>")
-    if start < 0:
-        return None
-    start += len(tag) + 2
-    end = text.find(f"</{tag}>", start)
-    return None if end < 0 else text[start:end]
 
 
 def _level_index(vocabulary: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, dict[str, str]]:

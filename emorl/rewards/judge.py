@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from emorl.rewards.grounding import section
+from emorl.prompts import section
 
 log = logging.getLogger(__name__)
 
