@@ -177,8 +177,9 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
     """The pretrained id/path, or the embedded tiny base (built and cached when missing).
 
     The embedded base is warm-started on the synthetic corpus, whose items carry the prosody and
-    key-word annotations its warm-start questions need; with a real corpus configured, the
-    default synthetic corpus is used for that.  Its seed is ``model.seed``, not the run's: one
+    key-word annotations its warm-start questions need; with a real corpus or another synthetic
+    style configured (``dataset=synthetic_heldout``), the default synthetic corpus is used for that,
+    so that ``emorl.evaluate`` of the untuned base on another corpus scores the experiments' base.  Its seed is ``model.seed``, not the run's: one
     base serves every run seed, as one pretrained checkpoint does.
     """
     if cfg.model.pretrained:
@@ -186,9 +187,11 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
     from emorl.data.synthetic import SyntheticCorpus
     from emorl.models.embedded import prepare_embedded_base
 
-    if not isinstance(corpus, SyntheticCorpus):
-        log.info("model=tiny with dataset=%s: the embedded base is warm-started on the default synthetic corpus",
-                 getattr(corpus, "name", "?"))
+    if not isinstance(corpus, SyntheticCorpus) or corpus.config.style != "default":
+        # A real corpus, or another synthetic style (the held-out corpus, the pretraining corpus): the base
+        # is the one the experiments start from, never one warm-started on the clips it is tested on.
+        log.info("model=tiny with dataset=%s: the embedded base is the default synthetic corpus's",
+                 getattr(corpus, "name", None) or getattr(getattr(corpus, "config", None), "style", "?"))
         corpus = SyntheticCorpus(Path(cfg.paths.cache_dir) / "synthetic")
     return str(
         prepare_embedded_base(

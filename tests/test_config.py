@@ -163,3 +163,30 @@ def test_every_run_seed_starts_from_the_same_embedded_base(cfg_factory, monkeypa
     paths = [builders.resolve_model_path(cfg_factory(f"seed={s}"), object(), None) for s in (0, 1, 2)]
     paths.append(builders.resolve_model_path(cfg_factory("seed=1", "model.seed=3"), object(), None))
     assert built == [0, 0, 0, 3] and paths == ["base0", "base0", "base0", "base3"]
+
+
+@pytest.mark.parametrize(
+    "corpus_settings, same_as_default",
+    [
+        ({}, True),  # the default corpus: its own training clips
+        ({"style": "heldout", "train_per_class": 0, "val_per_class": 0, "test_per_class": 2, "val_speakers": 0,
+          "test_speakers": 18}, True),  # the held-out corpus has no training clips: the experiments' base
+        ({"style": "pretrain", "train_per_class": 2, "val_per_class": 0, "test_per_class": 0, "val_speakers": 0,
+          "test_speakers": 0}, True),  # the pretraining corpus: still the experiments' base
+        ({"train_per_class": 6}, False),  # a resized default corpus: the experiment trains on its clips
+    ],
+)
+def test_the_embedded_base_is_warm_started_on_the_experiments_corpus_style(cfg_factory, monkeypatch, tmp_path,
+                                                                          corpus_settings, same_as_default):
+    """Evaluating the untuned base on another corpus style scores the base the experiments start from, not a base
+    warm-started on the evaluated corpus (whose held-out clips would then be warm-start clips)."""
+    import emorl.models.embedded as embedded
+    from emorl import builders
+    from emorl.data.synthetic import SyntheticCorpus
+
+    used = []
+    monkeypatch.setattr(embedded, "prepare_embedded_base", lambda cache, corpus, *a, **k: used.append(corpus.dir) or "b")
+    cfg = cfg_factory()
+    builders.resolve_model_path(cfg, SyntheticCorpus(tmp_path / "c", **corpus_settings), None)
+    default = SyntheticCorpus(tmp_path / "c")
+    assert (used[0].name == default.dir.name) == same_as_default  # the corpus's fingerprint: its settings
