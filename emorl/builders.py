@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -324,3 +324,128 @@ def checkpoint_strategy(cfg: DictConfig, info: dict):
         "choose the prompt: reasoning=ir (direct inference), reasoning=eur (CoT) or reasoning=esr; "
         "only checkpoints trained by emorl carry their own"
     )
+
+
+# --------------------------------------------------------------------------- cross-corpus evaluation
+def cross_corpus_configs(cfg: DictConfig, run_dir: Path) -> dict[str, DictConfig]:
+    """``emorl.evaluate`` configs for each corpus of ``eval.cross_corpus``, checked before any work.
+
+    Entries are dataset config names (``synthetic_heldout``) or mappings of a name and the
+    dataset settings to change (``{name: iemocap, root: <folder>}`` for a corpus that needs its folder).  Each evaluates the run's exported model (the starting
+    model for ``algo=zero_shot``) on every clip of that corpus (``data.test_split=all``), labels
+    mapped as :func:`emorl.emotions.cross_corpus_mapping` maps them, into ``<run dir>/cross_corpus/<name>``.
+    """
+    from emorl import CONF_DIR
+
+    entries = cfg.eval.get("cross_corpus") or []
+    trains = bool(cfg.algo.get("train", True))
+    available = sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml"))
+    out: dict[str, DictConfig] = {}
+    for entry in entries:
+        changes = {} if isinstance(entry, str) else OmegaConf.to_container(entry, resolve=True)
+        name = entry if isinstance(entry, str) else changes.pop("name", None)
+        if name not in available:
+            raise ValueError(f"eval.cross_corpus: no dataset config {name!r}; choose from {', '.join(available)}")
+        node = OmegaConf.merge(OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml"), changes)
+        evaluation = copy.deepcopy(cfg)
+        with open_dict(evaluation):
+            evaluation.dataset = node
+            evaluation.ckpt = str(run_dir) if trains else None
+            evaluation.paths.output_dir = str(run_dir / "cross_corpus" / name)
+            evaluation.data.test_split = "all"
+            evaluation.eval.trained_labels = None  # the exported model's own labels (emorl.json)
+            evaluation.eval.setdefault("faithfulness", "auto")
+            evaluation.eval.prosody_tasks = False
+            evaluation.eval.cross_corpus = []
+            evaluation.logger = None
+        try:
+            OmegaConf.to_container(evaluation.dataset, resolve=True, throw_on_missing=True)
+        except Exception as error:  # a real corpus without its folder
+            raise ValueError(
+                f"eval.cross_corpus: dataset {name!r} cannot be read as configured ({error}); give its folder as "
+                f"{{name: {name}, root: <folder>}}"
+            ) from None
+        out[name] = evaluation
+    if out and trains and not cfg.save_model:
+        raise ValueError("eval.cross_corpus evaluates the exported model: set save_model=true, or eval.cross_corpus=[]")
+    return out
+
+
+def evaluate_cross_corpus(configs: dict[str, DictConfig], world_size: int = 1, base_path: str | None = None
+                          ) -> dict[str, dict]:
+    """Run each evaluation of :func:`cross_corpus_configs`; a summary per corpus (``error`` where one failed).
+
+    ``base_path``: the model a zero-shot run scored (evaluations without ``ckpt`` load it).  Under several processes
+    (DDP, DeepSpeed) nothing runs here: each entry says which ``emorl.evaluate`` command to run.
+    """
+    from emorl.evaluate import _evaluate
+
+    results: dict[str, dict] = {}
+    for name, evaluation in configs.items():
+        if evaluation.ckpt is None and base_path:  # zero-shot: the run's own starting model, wherever the corpus
+            with open_dict(evaluation):
+                evaluation.model.pretrained = str(base_path)
+        command = (f"python -m emorl.evaluate ckpt={evaluation.ckpt} dataset={name} data.test_split=all "
+                   f"hydra.run.dir={evaluation.paths.output_dir}")
+        if world_size > 1:
+            log.warning("cross-corpus evaluation on %s is left to a single process: %s", name, command)
+            results[name] = {"not_run": f"{world_size} processes; run: {command}"}
+            continue
+        try:
+            test = _evaluate(evaluation)["test"]
+        except Exception as error:
+            log.error("cross-corpus evaluation on %s failed: %s", name, error)
+            results[name] = {"error": f"{type(error).__name__}: {error}", "command": command}
+            continue
+        results[name] = {k: test[k] for k in ("ua", "wa", "f1", "unparsed_rate", "recall", "n") if k in test}
+        if test.get("faithfulness") is not None:
+            results[name]["faithfulness"] = test["faithfulness"]
+        results[name]["dir"] = str(evaluation.paths.output_dir)
+    return results
+
+
+# --------------------------------------------------------------------------- loggers
+def sweep_name() -> str | None:
+    """The folder name of the Hydra sweep this job belongs to (None outside a ``--multirun``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+    return Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """``axis:value`` tags of a run, one per axis a sweep varies (algo, reward, reasoning, dataset, seed)."""
+    algo = cfg.algo.name
+    tags = [f"algo:{algo}"]
+    if OmegaConf.select(cfg, "reward.name") and algo == "grpo":
+        tags.append(f"reward:{cfg.reward.name}")
+    if OmegaConf.select(cfg, "reasoning.name"):
+        tags.append(f"reasoning:{cfg.reasoning.name}")
+    return [*tags, f"dataset:{cfg.dataset.name}", f"seed:{cfg.seed}"]
+
+
+def build_loggers(cfg: DictConfig, job_type: str) -> list:
+    """The loggers of ``cfg.logger``; W&B runs get the sweep as ``group``, axis tags and ``job_type``
+    unless the config sets them."""
+    from hydra.utils import instantiate
+
+    loggers = []
+    for node in (cfg.logger or {}).values():
+        extra = {}
+        if str(node.get("_target_", "")).endswith("WandbLogger"):
+            extra = {"group": node.get("group") or sweep_name(), "tags": list(node.get("tags") or run_tags(cfg)),
+                     "job_type": node.get("job_type") or job_type}
+        loggers.append(instantiate(node, **extra))
+    return loggers
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close the W&B run (the next job of a sweep starts its own)."""
+    if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+        import wandb
+
+        wandb.finish()

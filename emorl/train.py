@@ -1,7 +1,11 @@
 """Train entry point: ``python -m emorl.train reward=eswr reasoning=esr``.
 
 ``train(cfg)`` evaluates the starting model on the test split, runs GRPO, evaluates the trained
-model, and writes ``metrics.json`` (and confusion matrices) into the run directory.
+model, and writes ``metrics.json`` (and confusion matrices) into the run directory.  With
+``algo=zero_shot`` it trains nothing and scores the starting model as the run's model (the
+paper's zero-shot rows).  ``eval.cross_corpus=[synthetic_heldout]`` then evaluates the run's
+model zero-shot on each named dataset config (the paper's Table 2), as ``emorl.evaluate`` does,
+into ``<run dir>/cross_corpus/<name>/`` and ``metrics.json``'s ``cross_corpus``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,9 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
     resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
     # Preflight: every check that needs no model runs first, in seconds, before hours of work.
-    builders.check_run_settings(cfg)
+    trains = bool(cfg.algo.get("train", True))
+    builders.check_run_settings(cfg, training=trains)
+    cross_corpus = builders.cross_corpus_configs(cfg, run_dir)  # each named dataset config loads and names its files
     algo = builders.grpo_settings(cfg)  # checks invariants before any work
     builders.check_strategy(cfg, algo)
     corpus = instantiate(cfg.dataset.corpus)
@@ -61,10 +67,12 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
         datamodule.setup(stage)
 
     base_path = builders.resolve_model_path(cfg, corpus, strategy)
+    if not trains:
+        return _zero_shot(cfg, base_path, datamodule, strategy, labels, run_dir, cross_corpus)
     policy, processor, reference = builders.build_policy(cfg, base_path)
     datamodule.use_processor(processor)
     module = builders.build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
-    loggers = [instantiate(lg) for lg in (cfg.logger or {}).values()]
+    loggers = builders.build_loggers(cfg, job_type="train")
     callbacks = checkpoint_callbacks(cfg, ckpt_dir)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
     use_atomic_checkpoints(trainer)
@@ -113,6 +121,7 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
             with open(run_dir / "predictions.jsonl", "w") as f:  # the trained model's test answers
                 f.writelines(json.dumps(row) + "\n" for row in module.eval_records)
             log.info("metrics written to %s", run_dir / "metrics.json")
+            _cross_corpus(metrics, cross_corpus, trainer.world_size, None, run_dir)
     except SIGTERMException:
         log.warning(
             "terminated at step %d; rerun the same command with hydra.run.dir=%s to continue from %s",
@@ -120,11 +129,53 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
         )
         raise SystemExit(143) from None
     finally:
-        for lg in loggers:
-            if lg.__class__.__name__ == "WandbLogger":
-                import wandb
+        builders.finish_loggers(loggers)
+    return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
 
-                wandb.finish()
+
+def _cross_corpus(metrics: dict, configs: dict, world_size: int, base_path: str | None, run_dir: Path) -> None:
+    """Add ``eval.cross_corpus``'s evaluations to ``metrics.json``; raise, once all were tried, if any failed."""
+    from emorl import builders
+
+    if not configs:
+        return
+    metrics["cross_corpus"] = builders.evaluate_cross_corpus(configs, world_size, base_path)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    failed = {name: r["error"] for name, r in metrics["cross_corpus"].items() if "error" in r}
+    if failed:
+        raise RuntimeError(f"cross-corpus evaluation failed (the run's own results are saved): {failed}")
+
+
+def _zero_shot(cfg: DictConfig, base_path: str, datamodule, strategy, labels, run_dir: Path, cross_corpus: dict):
+    """``algo=zero_shot``: the starting model answers the test split, as the run's model; nothing trains."""
+    from hydra.utils import instantiate
+
+    from emorl import builders
+    from emorl.metrics import plot_confusion
+    from emorl.models.loading import load_backbone
+
+    model, processor = load_backbone(base_path, cfg.model.dtype)
+    model.eval()
+    datamodule.use_processor(processor)
+    module = builders.build_module(cfg, model, processor, strategy, labels, run_dir, train=False)
+    loggers = builders.build_loggers(cfg, job_type="evaluate")
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[], enable_checkpointing=False)
+    if trainer.is_global_zero:
+        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        metrics: dict = {"run_dir": str(run_dir), "seed": int(cfg.seed), "algo": cfg.algo.name, "model": base_path,
+                         "trained": module.eval_results["test"],
+                         "train": {"steps": 0, "wall_time_s": 0.0, "selected_checkpoint": "none (zero-shot)"},
+                         "data": datamodule.summary()}
+        if trainer.is_global_zero:
+            plot_confusion(metrics["trained"]["confusion"], labels, run_dir / "confusion_trained.png", title="zero-shot")
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            with open(run_dir / "predictions.jsonl", "w") as f:
+                f.writelines(json.dumps(row) + "\n" for row in module.eval_records)
+            _cross_corpus(metrics, cross_corpus, trainer.world_size, base_path, run_dir)
+    finally:
+        builders.finish_loggers(loggers)
     return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
 
 

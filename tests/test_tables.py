@@ -1,0 +1,65 @@
+"""The paper's tables as runs: zero-shot rows, cross-corpus evaluation inside a run, table sweeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+HELDOUT = "eval.cross_corpus=[{name:synthetic_heldout,corpus:{test_per_class:1,test_speakers:2}}]"
+
+
+def test_a_zero_shot_run_scores_the_starting_model_as_emorl_evaluate_does(cfg_factory, tmp_path):
+    """algo=zero_shot trains nothing: its run's test scores and answers are the base's, on its own test split and on
+    the held-out corpus, equal to what emorl.evaluate answers for the same base."""
+    from emorl.evaluate import evaluate
+    from emorl.train import train
+    from tests.conftest import compose
+
+    cfg = cfg_factory("algo=zero_shot", "reasoning=eur", HELDOUT)
+    metrics, _ = train(cfg)
+    run_dir = tmp_path / "run"
+    assert metrics["train"]["steps"] == 0 and not (run_dir / "model").exists() and not (run_dir / "checkpoints").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["cross_corpus"] == metrics["cross_corpus"]
+
+    evaluated = evaluate(compose(["reasoning=eur", f"model.pretrained={metrics['model']}",
+                                  f"eval.max_new_tokens={cfg.eval.max_new_tokens}"], cfg.paths.cache_dir,
+                                 tmp_path / "eval", config_name="evaluate"))
+    assert metrics["trained"]["n"] == evaluated["test"]["n"] == 14  # 7 classes x 2 test clips
+    assert metrics["trained"]["confusion"] == evaluated["test"]["confusion"]
+    held = metrics["cross_corpus"]["synthetic_heldout"]
+    assert held["n"] == 7 and json.loads((run_dir / "cross_corpus/synthetic_heldout/metrics.json").read_text())["ckpt"] == "None"
+    texts = [json.loads(line)["text"] for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert texts == [json.loads(line)["text"] for line in (tmp_path / "eval/predictions.jsonl").read_text().splitlines()]
+
+
+def test_a_trained_run_evaluates_its_exported_model_on_the_held_out_corpus(cfg_factory, tmp_path):
+    from emorl.train import train
+
+    metrics, _ = train(cfg_factory("reasoning=ir", "eval.base=false", HELDOUT))
+    held = json.loads((tmp_path / "run/cross_corpus/synthetic_heldout/metrics.json").read_text())
+    assert held["ckpt"] == str(tmp_path / "run") and held["reasoning"] == "ir" and held["test"]["n"] == 7
+    assert metrics["cross_corpus"]["synthetic_heldout"]["ua"] == held["test"]["ua"]
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("[synthetic_heldot]", "no dataset config 'synthetic_heldot'"),  # a typo, refused by name
+        ("[iemocap]", "give its folder as \\{name: iemocap, root: <folder>\\}"),  # a real corpus without its folder
+    ],
+)
+def test_cross_corpus_entries_are_checked_before_any_work(cfg_factory, monkeypatch, entry, message):
+    from emorl import builders
+    from emorl.train import train
+
+    monkeypatch.setattr(builders, "resolve_model_path", lambda *a: pytest.fail("the base was built before the check"))
+    with pytest.raises(ValueError, match=message):
+        train(cfg_factory(f"eval.cross_corpus={entry}"))
+
+
+def test_cross_corpus_needs_the_exported_model(cfg_factory):
+    from emorl.train import train
+
+    with pytest.raises(ValueError, match="set save_model=true"):
+        train(cfg_factory("save_model=false", "eval.cross_corpus=[synthetic_heldout]"))
