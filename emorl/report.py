@@ -10,6 +10,8 @@ the runs in each row.  Evaluations
 (the checkpoint's algo, reward and reasoning, or the base) and on which dataset: the
 cross-corpus table (``python -m emorl.evaluate ckpt=<run> dataset=synthetic_heldout``).
 
+``--paper`` lays the runs out as the paper's Tables 1–3 instead (:mod:`emorl.tables`).
+
 ``--dynamics`` adds, per group, how GRPO training went (from each run's ``csv`` log): validation
 UA at every check, and per window of steps the policy's entropy, the share of groups whose
 rewards vary, the accuracy reward and the labels the sampled completions answered (mean over the group's runs).
@@ -299,8 +301,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dirs", nargs="+", help="run or sweep directories to search for metrics.json")
     parser.add_argument("--dynamics", action="store_true", help="add validation curves and per-window training statistics")
     parser.add_argument("--window", type=int, default=25, help="steps per window of --dynamics (default 25)")
+    parser.add_argument("--paper", action="store_true",
+                        help="the paper's tables: rows in its layout, its numbers beside ours, its claims checked, "
+                             "unfinished jobs listed; also written as CSV / Markdown / LaTeX with plots into --out")
+    parser.add_argument("--out", help="where --paper writes its files (default: <first dir>/report)")
+    parser.add_argument("--no-plots", action="store_true", help="--paper without the PNG plots")
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
+    if args.paper:
+        from emorl.tables import render
+
+        out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
+        print(render(args.dirs, runs, out, plots=not args.no_plots))
+        print(f"\nwritten to {out}")
+        return
     if not runs:
         raise SystemExit(f"no metrics.json under {args.dirs}")
     trained = [r for r in runs if "test" not in r]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 
 import yaml
 
@@ -98,3 +100,65 @@ def test_a_setting_only_some_runs_record_does_not_split_a_row_but_is_listed(tmp_
     rows = [line for line in out if line.startswith("| sweep | grpo | eswr | esr | synthetic |")]
     assert [r.split(" | ")[5:7] for r in rows] == [["-", "3"]]
     assert "  settings only some of these runs record (not compared): data.task_alternation (2 of 3)" in out
+
+
+def _job(sweep, name, reward, seed, ua=None, heldout_wa=None, log_rows=()):
+    """A job folder of a Hydra sweep: its overrides, and (unless it failed) its config and metrics."""
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"experiment={reward}_ir", f"seed={seed}"]))
+    if ua is None:  # failed: the log ends in the error
+        (job / "train.log").write_text("step 3\nRuntimeError: CUDA out of memory\n")
+        return
+    (job / "config_resolved.yaml").write_text(yaml.safe_dump(
+        {"algo": {"name": "grpo"}, "reward": {"name": reward, "format": {"weight": 1.0}, "accuracy": {"weight": 1.0}},
+         "reasoning": {"name": "ir"}, "dataset": {"name": "synthetic"}, "seed": seed, "paths": {"output_dir": str(job)}}))
+    scores = {"ua": ua, "wa": ua + 0.1, "f1": ua - 0.1, "unparsed_rate": 0.0, "recall": {"joy": ua - 0.2, "anger": ua + 0.2}}
+    cross = {"synthetic_heldout": {"ua": heldout_wa, "wa": heldout_wa, "f1": heldout_wa, "n": 7}}
+    (job / "metrics.json").write_text(json.dumps({"trained": scores, "train": {"wall_time_s": 1.0}, "cross_corpus": cross}))
+    if log_rows:
+        keys = sorted({k for r in log_rows for k in r})
+        (job / "csv" / "version_0").mkdir(parents=True)
+        (job / "csv" / "version_0" / "metrics.csv").write_text(
+            "\n".join([",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in log_rows]) + "\n")
+
+
+def test_the_paper_report_lays_out_rows_beside_the_papers_numbers_checks_claims_and_lists_failed_jobs(tmp_path):
+    from emorl import tables
+
+    sweep = tmp_path / "table1"
+    log = [{"step": 0, "train/reward/accuracy": 0.2, "train/sampled/joy": 0.5, "train/sampled/anger": 0.5},
+           {"step": 9, "val/ua": 0.4}]
+    _job(sweep, "bcr_ir_s0", "bcr", 0, ua=0.50, heldout_wa=0.30, log_rows=log)
+    _job(sweep, "bcr_ir_s1", "bcr", 1)  # failed
+    _job(sweep, "eswr_ir_s0", "eswr", 0, ua=0.60, heldout_wa=0.40, log_rows=log)
+    _job(sweep, "eswr_ir_s1", "eswr", 1, ua=0.70, heldout_wa=0.50)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"params": {"experiment": "bcr_ir,eswr_ir", "seed": "0,1,2"}},
+        "overrides": {"task": ["table=table1", "seed=0,1", "eval.cross_corpus=[synthetic_heldout]"]}}}))
+    report.main([str(sweep), "--paper", "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "report.md").read_text()
+    lines = text.splitlines()
+    # one seed of BCR (the other failed), two of ESWR: mean ± std in %, the better row's numbers in bold,
+    # the paper's MELD numbers beside ours
+    assert "| LALM-FT | BCR + IR | 1 | 50.0 ± 0.0 | 60.0 ± 0.0 | 40.0 ± 0.0 | 30.0 ± 0.0 | 31.60 | 55.41 | 33.22 |" in lines
+    assert "| LALM-FT | ESWR + IR | 2 | **65.0 ± 7.1** | **75.0 ± 7.1** | **55.0 ± 7.1** | 45.0 ± 7.1 | 36.23 | 63.85 | 38.57 |" in lines
+    # rows in the paper's order: the zero-shot rows (not run here) before the fine-tuned ones, with the paper's numbers
+    assert text.index("zero-shot, CoT inference | 0 | – |") < text.index("BCR + IR |") < text.index("ESWR + IR |")
+    # Table 2: WA on the held-out corpus beside the paper's cross-corpus WA
+    assert "| LALM-FT | ESWR + IR | 2 | **45.0 ± 7.1** | **45.0 ± 7.1** | **45.0 ± 7.1** | 66.21 | 74.69 | 83.05 |" in lines
+    # claims: ESWR > BCR by more than a std in-corpus; across corpora the RL rows are not compared with an SFT that did not run
+    assert "- ESWR > BCR with IR (UA): **holds** (eswr_ir 65.0 ± 7.1, bcr_ir 50.0 ± 0.0)" in lines
+    assert "- ESR > EUR > IR with ESWR (UA): **not measured** (eswr_esr –, eswr_eur –, eswr_ir 65.0 ± 7.1)" in lines
+    # the failed job with its error, and the sweep's third seed that the command line left out is not "missing"
+    assert "- failed: bcr_ir_s1 (experiment=bcr_ir seed=1): RuntimeError: CUDA out of memory" in lines
+    assert not any(line.startswith("- missing") for line in lines)
+    rows = list(csv.reader(open(tmp_path / "out" / "table1.csv")))
+    assert rows[0][:4] == ["group", "row", "runs", "UA"] and ["LALM-FT", "ESWR + IR", "2", "65.0 ± 7.1"] in [r[:4] for r in rows]
+    assert "\\textbf{65.0 $\\pm$ 7.1}" in (tmp_path / "out" / "table1.tex").read_text()
+    written = {p.name for p in (tmp_path / "out").glob("*.png")}
+    assert written == {"table1_bars.png", "table2_synthetic_heldout_bars.png", "val_ua.png", "rewards.png", "sampled_labels.png"}
+
+    # a job of the sweep that never started is listed as missing
+    shutil.rmtree(sweep / "eswr_ir_s1")
+    assert tables.unfinished_jobs(sweep)[-1] == "- missing: experiment=eswr_ir seed=1 (no job folder)"
