@@ -296,6 +296,28 @@ def evaluation_summary(evals: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def log_report_artifact(out: Path, group: str, project: str = "emorl") -> None:
+    """Log the folder ``--paper`` wrote (tables as CSV / Markdown / LaTeX, plots) as a W&B artifact of type
+    ``report`` from a run in the sweep's ``group``, with each CSV table also as a ``wandb.Table``."""
+    import os
+
+    import wandb
+
+    run = wandb.init(project=project, group=group, job_type="report", name=f"{group}-report", dir=str(out),
+                     mode=os.environ.get("WANDB_MODE", "offline"))
+    for table_file in sorted(out.glob("*.csv")):
+        with open(table_file, newline="") as f:
+            rows = list(csv.reader(f))
+        run.log({f"report/{table_file.stem}": wandb.Table(columns=rows[0], data=rows[1:])})
+    for image in sorted(out.glob("*.png")):
+        run.log({f"report/{image.stem}": wandb.Image(str(image))})
+    artifact = wandb.Artifact(f"{group}-report", type="report")
+    for path in sorted(p for p in out.iterdir() if p.is_file()):
+        artifact.add_file(str(path))
+    run.log_artifact(artifact)
+    run.finish()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", help="run or sweep directories to search for metrics.json")
@@ -306,6 +328,9 @@ def main(argv: list[str] | None = None) -> None:
                              "unfinished jobs listed; also written as CSV / Markdown / LaTeX with plots into --out")
     parser.add_argument("--out", help="where --paper writes its files (default: <first dir>/report)")
     parser.add_argument("--no-plots", action="store_true", help="--paper without the PNG plots")
+    parser.add_argument("--wandb", action="store_true",
+                        help="--paper: also log its tables and plots to W&B as an artifact of the sweep (a run of "
+                             "job type 'report' in the sweep's group; offline unless WANDB_MODE=online)")
     args = parser.parse_args(argv)
     runs = load_runs(args.dirs)
     if args.paper:
@@ -314,6 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
         print(render(args.dirs, runs, out, plots=not args.no_plots))
         print(f"\nwritten to {out}")
+        if args.wandb:
+            log_report_artifact(out, group=Path(args.dirs[0]).resolve().name)
         return
     if not runs:
         raise SystemExit(f"no metrics.json under {args.dirs}")

@@ -136,7 +136,7 @@ def test_the_paper_report_lays_out_rows_beside_the_papers_numbers_checks_claims_
     (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
         "sweeper": {"params": {"experiment": "bcr_ir,eswr_ir", "seed": "0,1,2"}},
         "overrides": {"task": ["table=table1", "seed=0,1", "eval.cross_corpus=[synthetic_heldout]"]}}}))
-    report.main([str(sweep), "--paper", "--out", str(tmp_path / "out")])
+    report.main([str(sweep), "--paper", "--out", str(tmp_path / "out"), "--wandb"])
     text = (tmp_path / "out" / "report.md").read_text()
     lines = text.splitlines()
     # one seed of BCR (the other failed), two of ESWR: mean ± std in %, the better row's numbers in bold,
@@ -162,3 +162,14 @@ def test_the_paper_report_lays_out_rows_beside_the_papers_numbers_checks_claims_
     # a job of the sweep that never started is listed as missing
     shutil.rmtree(sweep / "eswr_ir_s1")
     assert tables.unfinished_jobs(sweep)[-1] == "- missing: experiment=eswr_ir seed=1 (no job folder)"
+
+    # the tables and plots as a W&B artifact of the sweep, read back from the offline run file
+    from tests.wandb_records import history_keys, read_records
+
+    records = read_records(next((tmp_path / "out" / "wandb").glob("offline-run-*/run-*.wandb")))
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert (run.run_group, run.job_type) == ("table1", "report")
+    artifact = next(r.artifact for r in records if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "report")
+    assert artifact.name == "table1-report"
+    assert {"table1.csv", "table1.tex", "report.md", "val_ua.png"} <= {e.path for e in artifact.manifest.contents}
+    assert {"report/table1/_type", "report/table2/_type", "report/val_ua/_type"} <= history_keys(records)

@@ -63,3 +63,24 @@ def test_cross_corpus_needs_the_exported_model(cfg_factory):
 
     with pytest.raises(ValueError, match="set save_model=true"):
         train(cfg_factory("save_model=false", "eval.cross_corpus=[synthetic_heldout]"))
+
+
+def test_an_offline_wandb_run_holds_its_sweep_axes_samples_and_evaluation_charts(cfg_factory, tmp_path):
+    """Read back from the offline run file: the run's group, job type and axis tags, the rollout samples table, and
+    per evaluation the confusion matrix, per-class recall and predicted-label charts."""
+    from emorl.train import train
+    from tests.wandb_records import history_keys, read_records
+
+    train(cfg_factory("logger=wandb", "logger.wandb.group=table1", "algo.grpo.log_samples_every=1", "eval.base=false"))
+    files = sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    records = read_records(files[0])
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run.run_group == "table1" and run.job_type == "train"
+    assert set(run.tags) == {"algo:grpo", "reward:eswr", "reasoning:esr", "dataset:synthetic", "seed:0"}
+    keys = history_keys(records)
+    for stage in ("val", "test"):
+        # a W&B table is logged as its reference: <key>/_type, <key>/path, ...
+        assert {f"{stage}/confusion_matrix_table/_type", f"{stage}/recall_chart_table/_type", f"{stage}/predicted_chart_table/_type",
+                f"{stage}/recall/joy", f"{stage}/predicted/unparsed"} <= keys, [k for k in sorted(keys) if "/recall/" not in k and "/predicted/" not in k]
+    assert "train/samples/_type" in keys

@@ -184,11 +184,35 @@ class EmotionModule(L.LightningModule):
             values["val/ua_best"] = self.best_val_ua
         self.log_dict(values, sync_dist=True)  # every process scored the whole split: the mean is the value
         self.eval_results[stage] = result
+        if self.trainer.is_global_zero:
+            self._log_eval_plots(stage, preds, targets, result)
         log.info(
             "%s step %d: UA %.3f WA %.3f F1 %.3f unparsed %.3f predicted %s",
             stage, self.global_step, result["ua"], result["wa"], result["f1"], result["unparsed_rate"], result["predicted"],
         )
         return result
+
+    def _log_eval_plots(self, stage: str, preds: list[str | None], targets: list[str], result: dict) -> None:
+        """W&B only: the confusion matrix (unparsable answers as their own column), per-class recall and the
+        predicted-label histogram of this evaluation, as W&B charts."""
+        runs = [lg.experiment for lg in self.loggers if lg.__class__.__name__ == "WandbLogger"]
+        if not runs:
+            return
+        import wandb
+
+        names = [*self.labels, "unparsed"]
+        index = {name: i for i, name in enumerate(names)}
+        recall = wandb.Table(columns=["label", "recall"], data=[[k, float(v)] for k, v in result["recall"].items()])
+        predicted = wandb.Table(columns=["label", "answers"], data=[[k, int(v)] for k, v in result["predicted"].items()])
+        charts = {
+            f"{stage}/confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=[index[t] for t in targets], preds=[index[p or "unparsed"] for p in preds], class_names=names,
+                title=f"{stage} confusion (step {self.global_step})"),
+            f"{stage}/recall_chart": wandb.plot.bar(recall, "label", "recall", title=f"{stage} recall per class"),
+            f"{stage}/predicted_chart": wandb.plot.bar(predicted, "label", "answers", title=f"{stage} predicted labels"),
+        }
+        for run in runs:
+            run.log({**charts, "trainer/global_step": int(self.global_step)})
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
