@@ -40,9 +40,21 @@ def algo_and_reward(cfg: dict, default_algo: str) -> tuple[str, str]:
     return algo, (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
 
 
-#: Settings that never make two runs unlike: where they were written, how they logged, the seed.
+#: Settings that never make two runs unlike: where they were written, how they logged, the seed, and the
+#: fold of a cross-validated corpus (a row averages its folds as it averages its seeds; see :func:`fold_note`).
+FOLD_KEYS = ("dataset.fold", "dataset.corpus.fold", "dataset.test_session", "dataset.corpus.test_session")
 FREE_KEYS = ("seed", "paths", "hydra", "logger", "resume", "num_threads", "trainer.enable_progress_bar",
-             "trainer.default_root_dir")
+             "trainer.default_root_dir", *FOLD_KEYS)
+
+
+def fold_note(configs: list[dict]) -> str | None:
+    """Which folds a row averages (None when its runs have one fold or none).
+
+    >>> fold_note([{"dataset": {"fold": 2}}, {"dataset": {"fold": 1}}, {"dataset": {"fold": 2}}])
+    'folds 1, 2 averaged'
+    """
+    folds = sorted({flatten(c).get("dataset.fold") for c in configs} - {None})
+    return f"folds {', '.join(map(str, folds))} averaged" if len(folds) > 1 else None
 
 
 def flatten(node, prefix: str = "") -> dict[str, object]:
@@ -117,9 +129,11 @@ def load_runs(dirs: list[str]) -> list[dict]:
             by_group[run["group"]].append(run)
     for rs in by_group.values():
         keys = differing_settings([r["config"] for r in rs])
+        folds = fold_note([r["config"] for r in rs])
         for r in rs:
             flat = flatten(r["config"])
-            r["group"] = (*r["group"], ", ".join(f"{k}={flat.get(k)}" for k in keys) or "-")
+            described = [f"{k}={flat.get(k)}" for k in keys] + ([folds] if folds else [])
+            r["group"] = (*r["group"], ", ".join(described) or "-")
         partial = partial_settings([r["config"] for r in rs])
         for r in rs:
             r["partial"] = {k: (n, len(rs)) for k, n in partial.items()}

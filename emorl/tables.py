@@ -270,10 +270,13 @@ def unfinished_jobs(sweep_dir: str | Path) -> list[str]:
 # --------------------------------------------------------------------------- the report
 def mixed_settings(scores: dict[str, dict]) -> list[str]:
     """Rows whose runs differ in a setting other than the seed: the report averages them, and says so."""
-    from emorl.report import differing_settings, flatten
+    from emorl.report import differing_settings, flatten, fold_note
 
     lines = []
     for rid, s in sorted(scores.items()):
+        folds = fold_note([r["config"] for r in s["runs"]])
+        if folds:
+            lines.append(f"- {rid}: {folds}")
         keys = differing_settings([r["config"] for r in s["runs"]])
         if keys:
             values = {k: sorted({repr(flatten(r["config"]).get(k)) for r in s["runs"]}) for k in keys}
@@ -307,7 +310,7 @@ def render(dirs: list[str], runs: list[dict], out_dir: str | Path | None = None,
     text += "\n\n**The paper's claims on these runs** (mean ± std over seeds):\n" + "\n".join(claims(scores, cross) or ["- none measured"])
     mixed = mixed_settings(scores)
     if mixed:
-        text += "\n\nRows that average runs with different settings:\n" + "\n".join(mixed)
+        text += "\n\nRows that average runs with different settings or folds:\n" + "\n".join(mixed)
     unfinished = [line for d in dirs for line in unfinished_jobs(d)]
     text += "\n\nJobs that did not finish:\n" + ("\n".join(unfinished) if unfinished else "- none")
     if out_dir is not None:

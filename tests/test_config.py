@@ -22,10 +22,12 @@ def test_every_group_has_files():
 
 @pytest.mark.parametrize("group,name", CASES)
 def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_path, request, monkeypatch):
-    required = {"meld": "root", "iemocap": "root", "ravdess": "root", "savee": "root", "manifest": "path"}
+    required = {"meld": "root", "iemocap": "root", "ravdess": "root", "savee": "root", "manifest": "path", "emobox": "root"}
     extra = [f"dataset.{required[name]}={tmp_path}"] if group == "dataset" and name in required else []
     if group == "dataset" and name == "manifest":
         extra.append("dataset.labels=meld")
+    if group == "dataset" and name == "emobox":
+        extra += [f"dataset.audio_root={tmp_path}", "dataset.labels=ravdess"]
     cfg = cfg_factory(f"{group}={name}", *extra)
     OmegaConf.resolve(cfg)  # every interpolation resolves
     if group == "reasoning":
@@ -47,15 +49,19 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         assert total.tolist() == [2.0, 0.0]  # IR: format (the paper's rule) and accuracy both need the right answer
     elif group == "dataset":
         corpus = instantiate(cfg.dataset.corpus)
-        assert len(corpus.labels) == {"iemocap": 4, "ravdess": 8}.get(name, 7)
+        assert len(corpus.labels) == {"iemocap": 4, "ravdess": 8, "emobox": 8}.get(name, 7)
     elif group == "algo":
         from hydra.utils import get_class
 
         from emorl.builders import grpo_settings
 
         module = get_class(cfg.algo.module._target_)
-        assert module.__name__ == {"grpo": "GRPOModule", "sft": "SFTModule", "prosody_sft": "SFTModule"}[name]
+        assert module.__name__ == {"grpo": "GRPOModule", "sft": "SFTModule", "prosody_sft": "SFTModule",
+                                   "zero_shot": "EmotionModule"}[name]
         assert (grpo_settings(cfg) is None) == (name != "grpo")
+        if name == "zero_shot":  # evaluation only: no training step, the starting model is the model
+            assert cfg.algo.train is False and cfg.checkpoint.select == "last" and "training_step" not in vars(module)
+            return
         # the prosody warm start: prosody questions, IR answers, the last model exported (no emotion-label selection)
         assert (cfg.data.training_task, cfg.checkpoint.select) == (
             ("prosody", "last") if name == "prosody_sft" else ("emotion", "best"))
@@ -104,8 +110,10 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
             if type(logger).__name__ == "WandbLogger":
                 assert lg.offline is True  # offline unless the user switches
     elif group == "experiment":
-        reward, reasoning = name.split("_")
-        assert (cfg.reward.name, cfg.reasoning.name) == (reward, reasoning)
+        from emorl.tables import row_id
+
+        # the report places every experiment in the row it is named after (its algo, reward components, prompt)
+        assert row_id(OmegaConf.to_container(cfg, resolve=True)) == name
     elif group == "model":
         # every model file builds its policy on the tiny base: dtype, LoRA or full, gradient checkpointing
         import torch

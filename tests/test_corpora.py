@@ -279,3 +279,80 @@ def test_a_manifest_with_a_byte_order_mark_reads_its_header(tmp_path):
     assert [(Path(i.path).name, i.label, i.split) for i in ManifestCorpus(tmp_path / "m.csv", labels="iemocap4").items("all")] \
         == [("a.wav", "happy", "train")]
     assert [i.label for i in ManifestCorpus(tmp_path / "m.jsonl", labels="iemocap4").items("all")] == ["sad"]
+
+
+@pytest.mark.parametrize(
+    "fold, test_speakers",
+    [(1, {"DC"}), (2, {"JE"}), (3, {"JK"}), (4, {"KL"})],  # EmoBox's leave-one-speaker-out folds, in speaker order
+)
+def test_savee_folds_leave_one_speaker_out_and_validate_on_the_others(tmp_path, fold, test_speakers):
+    root = tmp_path / "AudioData"
+    for speaker in ("DC", "JE", "JK", "KL"):
+        for n in range(1, 16):
+            write_wav(root / speaker / f"a{n:02d}.wav")
+    corpus = SAVEE(root, fold=fold, val_fraction=0.3)
+    assert {i.speaker for i in corpus.items("test")} == test_speakers and len(corpus.items("test")) == 15
+    val, train = corpus.items("val"), corpus.items("train")
+    # every other speaker trains; a share of their clips (drawn by file, the same in every run) validates
+    assert {i.speaker for i in train} == {"DC", "JE", "JK", "KL"} - test_speakers
+    assert 0 < len(val) < len(train) and len(val) + len(train) == 45
+    assert [i.path for i in val] == [i.path for i in SAVEE(root, fold=fold, val_fraction=0.3).items("val")]
+
+
+@pytest.mark.parametrize(
+    "fold, test_actors",
+    [(1, {1, 2, 3, 4}), (3, {9, 10, 11, 12}), (6, {21, 22, 23, 24})],  # 6 folds of 4 actors
+)
+def test_ravdess_folds_hold_four_actors_and_all_eight_classes(tmp_path, fold, test_actors):
+    root = tmp_path / "RAVDESS"
+    for actor in range(1, 25):
+        for emotion in range(1, 9):
+            write_wav(root / f"Actor_{actor:02d}" / f"03-01-{emotion:02d}-01-01-01-{actor:02d}.wav", rate=8000)
+    corpus = RAVDESS(root, fold=fold)
+    test = corpus.items("test")
+    assert {int(i.speaker[-2:]) for i in test} == test_actors
+    assert {i.label for i in test} == set(RAVDESS.labels) and len(test) == 32
+    assert not test_actors & {int(i.speaker[-2:]) for i in corpus.items("train") + corpus.items("val")}
+
+
+def test_fold_numbers_outside_a_corpus_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="dataset.fold=5: SAVEE has folds 1-4"):
+        SAVEE(tmp_path, fold=5)
+    with pytest.raises(ValueError, match="dataset.fold=7: RAVDESS has folds 1-6"):
+        RAVDESS(tmp_path, fold=7)
+    with pytest.raises(ValueError, match="dataset.fold=0: IEMOCAP has folds"):
+        IEMOCAP(tmp_path, fold=0)
+
+
+def test_iemocap_fold_is_the_test_session(tmp_path):
+    root = iemocap_tree(tmp_path / "IEMOCAP", _dialogs())
+    assert {i.meta["session"] for i in IEMOCAP(root, fold=2).items("test")} == {2}
+
+
+def test_emobox_fold_files_give_exactly_their_clips(tmp_path):
+    """EmoBox's metadata: its test list is the test split, its train list train + a validation share; its emotion
+    names map onto the corpus's labels (Fear -> fearful), and a name with no counterpart is named."""
+    from emorl.data.corpora import EmoBoxFolds
+
+    audio = tmp_path / "EmoBox"
+    meta = audio / "data" / "ravdess"
+    (meta / "fold_2").mkdir(parents=True)
+    (meta / "label_map.json").write_text(json.dumps({"Fearful": "Fear", "Surprised": "Surprise", "Calm": "Calm"}))
+    entries = {"train": [("Actor_01/a.wav", "Fearful"), ("Actor_01/b.wav", "Calm"), ("Actor_02/c.wav", "Surprised")] * 1,
+               "test": [("Actor_11/d.wav", "Fearful"), ("Actor_11/e.wav", "Calm")]}
+    for split, rows in entries.items():
+        lines = []
+        for name, emo in rows:
+            write_wav(audio / "downloads" / name, rate=8000)
+            lines.append(json.dumps({"key": f"ravdess-{name}", "wav": f"downloads/{name}", "emo": emo}))
+        (meta / "fold_2" / f"ravdess_{split}_fold_2.jsonl").write_text("\n".join(lines) + "\n")
+    corpus = EmoBoxFolds(meta, audio_root=audio, fold=2, val_fraction=0.0)
+    assert [(Path(i.path).name, i.label) for i in corpus.items("test")] == [("d.wav", "fearful"), ("e.wav", "calm")]
+    assert [(Path(i.path).name, i.label) for i in corpus.items("train")] == [
+        ("a.wav", "fearful"), ("b.wav", "calm"), ("c.wav", "surprised")]
+    with pytest.raises(CorpusError, match="fold_9"):
+        EmoBoxFolds(meta, audio_root=audio, fold=9).items("test")
+    (meta / "fold_2" / "ravdess_test_fold_2.jsonl").write_text(json.dumps({"key": "x", "wav": "downloads/Actor_11/d.wav",
+                                                                         "emo": "Frustrated"}) + "\n")
+    with pytest.raises(CorpusError, match="label 'Frustrated' is not in dataset.labels"):
+        EmoBoxFolds(meta, audio_root=audio, fold=2).items("test")

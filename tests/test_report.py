@@ -173,3 +173,13 @@ def test_the_paper_report_lays_out_rows_beside_the_papers_numbers_checks_claims_
     assert artifact.name == "table1-report"
     assert {"table1.csv", "table1.tex", "report.md", "val_ua.png"} <= {e.path for e in artifact.manifest.contents}
     assert {"report/table1/_type", "report/table2/_type", "report/val_ua/_type"} <= history_keys(records)
+
+
+def test_a_fold_sweep_is_one_row_averaging_its_folds(tmp_path, capsys):
+    sweep = tmp_path / "savee_folds"
+    for fold, ua in ((1, 0.4), (2, 0.6), (3, 0.5), (4, 0.7)):
+        _run(sweep, f"f{fold}", {"joy": ua, "anger": ua}, [], dataset={"name": "savee", "fold": fold})
+    report.main([str(sweep)])
+    out = capsys.readouterr().out
+    # one row of four runs: UA 55.0 ± 12.9 over the folds, which the settings column names
+    assert "| savee_folds | grpo | eswr | esr | savee | folds 1, 2, 3, 4 averaged | 4 | 55.0 ± 12.9 |" in out

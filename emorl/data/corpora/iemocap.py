@@ -54,6 +54,8 @@ class IEMOCAP(Corpus):
         val_session: a session for validation, or None for ``val_fraction`` of training dialogues.
         val_fraction: share of training dialogues used for validation when ``val_session`` is None.
         seed: seed of that draw.
+        fold: 1-5, EmoBox's leave-one-session-out fold: session ``fold`` is the test split
+            (replaces ``test_session``).
         on_bad_item: ``error`` or ``skip``.
     """
 
@@ -67,9 +69,15 @@ class IEMOCAP(Corpus):
         val_session: int | None = None,
         val_fraction: float = 0.1,
         seed: int = 0,
+        fold: int | None = None,
         on_bad_item: str = "error",
     ) -> None:
         super().__init__(root, on_bad_item)
+        if fold is not None:
+            if fold not in SESSIONS:
+                raise ValueError(f"dataset.fold={fold}: IEMOCAP has folds {list(SESSIONS)} (one per session)")
+            test_session = fold
+        self.fold = fold
         if test_session not in SESSIONS:
             raise ValueError(f"dataset.test_session={test_session}: choose a session in {list(SESSIONS)}")
         if val_session is not None and (val_session not in SESSIONS or val_session == test_session):

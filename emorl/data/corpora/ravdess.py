@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emorl.data.corpus import Corpus, CorpusError, Item
+from emorl.data.corpus import Corpus, CorpusError, Item, assign_split
 from emorl.emotions import label_set
 
 EMOTIONS = {1: "neutral", 2: "calm", 3: "happy", 4: "sad", 5: "angry", 6: "fearful", 7: "disgust", 8: "surprised"}
@@ -57,6 +57,11 @@ class RAVDESS(Corpus):
         channels: ``speech`` and/or ``song``.
         modalities: which recordings to read: ``audio-only`` (the .wav release) and/or ``audio-video``.
         val_actors / test_actors: actor numbers of the validation and test splits.
+        fold: 1-6, EmoBox's fold size (4 actors each, all 8 classes): actors 4k-3 .. 4k are the test
+            split and a stable ``val_fraction`` share of the other actors' clips the validation split;
+            replaces val_actors / test_actors.  (EmoBox groups the actors differently: to use its exact
+            folds, read its fold files with ``dataset=emobox``.)
+        val_fraction: with ``fold``, the share of the training actors' clips held out for validation.
         on_bad_item: ``error`` or ``skip``.
     """
 
@@ -70,9 +75,16 @@ class RAVDESS(Corpus):
         modalities: list[str] = ("audio-only",),
         val_actors: list[int] = (21, 22),
         test_actors: list[int] = (23, 24),
+        fold: int | None = None,
+        val_fraction: float = 0.1,
         on_bad_item: str = "error",
     ) -> None:
         super().__init__(root, on_bad_item)
+        if fold is not None:
+            if fold not in range(1, 7):
+                raise ValueError(f"dataset.fold={fold}: RAVDESS has folds 1-6 (4 actors each)")
+            val_actors, test_actors = (), tuple(range(4 * fold - 3, 4 * fold + 1))
+        self.fold, self.val_fraction = fold, val_fraction
         for value, known, setting in ((channels, CHANNELS, "channels"), (modalities, MODALITIES, "modalities")):
             unknown = set(value) - set(known.values())
             if unknown:
@@ -100,6 +112,8 @@ class RAVDESS(Corpus):
             if MODALITIES[fields["modality"]] not in self.modalities or CHANNELS[fields["channel"]] not in self.channels:
                 continue  # another release's recordings, by configuration
             split = self.split_of(fields["actor"])
+            if split == "train" and self.fold is not None:
+                split = assign_split(path.name, self.val_fraction, 0.0, seed=0)
             items.append(
                 Item(
                     path=str(path),

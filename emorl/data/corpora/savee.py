@@ -2,7 +2,9 @@
 
 Layouts: ``AudioData/DC/a01.wav`` (the release; ``AudioData`` may be the root itself) or a flat
 folder of ``DC_a01.wav``.  Prefixes: ``a`` anger, ``d`` disgust, ``f`` fear, ``h`` happiness,
-``n`` neutral, ``sa`` sadness, ``su`` surprise.  Splits by speaker.
+``n`` neutral, ``sa`` sadness, ``su`` surprise.  Splits by speaker; ``fold=k`` (1-4) is
+EmoBox's leave-one-speaker-out fold k: the k-th speaker of DC, JE, JK, KL is the test split and a
+stable ``val_fraction`` share of the other speakers' clips the validation split.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from emorl.data.corpus import Corpus, CorpusError, Item
+from emorl.data.corpus import Corpus, CorpusError, Item, assign_split
 from emorl.emotions import label_set
 
 SPEAKERS = ("DC", "JE", "JK", "KL")
@@ -25,7 +27,9 @@ class SAVEE(Corpus):
 
     Args:
         root: the ``AudioData`` folder, a folder holding it, or a flat folder of ``DC_a01.wav`` files.
-        val_speakers / test_speakers: speakers of the validation and test splits.
+        val_speakers / test_speakers: speakers of the validation and test splits (without ``fold``).
+        fold: 1-4, leave-one-speaker-out (EmoBox): replaces val_speakers / test_speakers.
+        val_fraction: with ``fold``, the share of the training speakers' clips held out for validation.
         on_bad_item: ``error`` or ``skip``.
     """
 
@@ -37,8 +41,15 @@ class SAVEE(Corpus):
         root: str | Path,
         val_speakers: list[str] = ("JK",),
         test_speakers: list[str] = ("KL",),
+        fold: int | None = None,
+        val_fraction: float = 0.1,
         on_bad_item: str = "error",
     ) -> None:
+        if fold is not None:
+            if fold not in range(1, len(SPEAKERS) + 1):
+                raise ValueError(f"dataset.fold={fold}: SAVEE has folds 1-{len(SPEAKERS)} (one per speaker {list(SPEAKERS)})")
+            val_speakers, test_speakers = (), (SPEAKERS[fold - 1],)
+        self.fold, self.val_fraction = fold, val_fraction
         super().__init__(root, on_bad_item)
         unknown = (set(val_speakers) | set(test_speakers)) - set(SPEAKERS)
         if unknown:
@@ -72,6 +83,8 @@ class SAVEE(Corpus):
                 continue
             speaker, label = parsed
             split = "test" if speaker in self.test_speakers else "val" if speaker in self.val_speakers else "train"
+            if split == "train" and self.fold is not None:
+                split = assign_split(path.name, self.val_fraction, 0.0, seed=0)
             items.append(Item(path=str(path), label=label, speaker=speaker, split=split))
         if not items:
             raise CorpusError(f"dataset.root={self.root}: no SAVEE .wav files found; point it at the AudioData folder")
