@@ -42,6 +42,8 @@ def row_id(cfg: dict) -> str:
     """
     algo = (cfg.get("algo") or {}).get("name", "?")
     reasoning = (cfg.get("reasoning") or {}).get("name", "?")
+    if algo == "linear_probe":
+        return "frozen_encoder"
     if algo == "zero_shot":
         return {"ir": "zero_shot_direct", "eur": "zero_shot_cot"}.get(reasoning, f"zero_shot_{reasoning}")
     if algo != "grpo":

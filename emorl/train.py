@@ -114,6 +114,8 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
         if trainer.is_global_zero:
             if cfg.save_model:  # a peft adapter with LoRA, the full model otherwise
                 export_model(module.policy, processor, run_dir / "model", cfg, labels, strategy, base_path)
+                if hasattr(module, "save_head"):  # algo=linear_probe: the trained head beside the frozen backbone
+                    module.save_head(run_dir / "model")
             for name in ("base", "trained"):
                 if name in metrics:
                     plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)

@@ -63,7 +63,8 @@ def compose(overrides: list[str], cache: Path, out: Path, config_name: str = "tr
     from hydra import initialize_config_dir
 
     other_dataset = any(o.startswith("dataset=") and o != "dataset=synthetic" for o in overrides)
-    sft = any(o in ("algo=sft", "algo=prosody_sft", "algo=zero_shot") or o.startswith(("experiment=sft", "experiment=zero_shot"))
+    sft = any(o in ("algo=sft", "algo=prosody_sft", "algo=zero_shot", "algo=linear_probe")
+              or o.startswith(("experiment=sft", "experiment=zero_shot", "experiment=frozen_encoder"))
               for o in overrides)  # no algo.grpo node
     small = [o for o in SMALL if not (other_dataset and o in SMALL_CORPUS) and not (sft and o.startswith("algo.grpo"))]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

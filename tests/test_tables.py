@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 HELDOUT = "eval.cross_corpus=[{name:synthetic_heldout,corpus:{test_per_class:1,test_speakers:2}}]"
 
@@ -84,3 +85,33 @@ def test_an_offline_wandb_run_holds_its_sweep_axes_samples_and_evaluation_charts
         assert {f"{stage}/confusion_matrix_table/_type", f"{stage}/recall_chart_table/_type", f"{stage}/predicted_chart_table/_type",
                 f"{stage}/recall/joy", f"{stage}/predicted/unparsed"} <= keys, [k for k in sorted(keys) if "/recall/" not in k and "/predicted/" not in k]
     assert "train/samples/_type" in keys
+
+
+def test_the_frozen_encoder_row_trains_only_its_head_and_evaluates_from_its_export(cfg_factory, tmp_path):
+    """algo=linear_probe: the audio tower stays the base's bit for bit, only the head moves; emorl.evaluate of the
+    exported run reproduces the run's test answers (the head is loaded), and cross-corpus evaluation uses it."""
+    import torch
+    from safetensors.torch import load_file
+
+    from emorl.evaluate import evaluate
+    from emorl.tables import row_id
+    from emorl.train import train
+    from tests.conftest import compose
+
+    cfg = cfg_factory("experiment=frozen_encoder", "trainer.max_steps=3", "trainer.val_check_interval=1", HELDOUT)
+    metrics, objects = train(cfg)
+    module = objects["module"]
+    assert row_id(OmegaConf.to_container(cfg, resolve=True)) == "frozen_encoder"
+    assert [n for n, p in module.named_parameters() if p.requires_grad] == ["head.0.weight", "head.0.bias", "head.2.weight",
+                                                                           "head.2.bias"]
+    base = load_file(f"{metrics['run_dir']}/model/model.safetensors")
+    tower = {k: v for k, v in base.items() if "audio_tower" in k}
+    start = load_file(f"{module.policy.name_or_path}/model.safetensors")
+    assert tower and all(torch.equal(v, start[k]) for k, v in tower.items())  # the encoder did not move
+    head = torch.load(tmp_path / "run/model/probe_head.pt")
+    assert head["labels"] == list(module.labels) and head["state_dict"]["2.weight"].shape == (7, 256)
+    assert metrics["trained"]["unparsed_rate"] == 0.0  # the head always answers a label
+
+    evaluated = evaluate(compose([f"ckpt={tmp_path / 'run'}"], cfg.paths.cache_dir, tmp_path / "eval", config_name="evaluate"))
+    assert evaluated["test"]["confusion"] == metrics["trained"]["confusion"]
+    assert metrics["cross_corpus"]["synthetic_heldout"]["n"] == 7 and metrics["cross_corpus"]["synthetic_heldout"]["unparsed_rate"] == 0.0
