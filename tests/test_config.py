@@ -57,8 +57,11 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
 
         module = get_class(cfg.algo.module._target_)
         assert module.__name__ == {"grpo": "GRPOModule", "sft": "SFTModule", "prosody_sft": "SFTModule",
-                                   "zero_shot": "EmotionModule"}[name]
+                                   "zero_shot": "EmotionModule", "linear_probe": "LinearProbeModule"}[name]
         assert (grpo_settings(cfg) is None) == (name != "grpo")
+        if name == "linear_probe":  # EmoBox's downstream head: a 256-unit hidden layer, no gold responses needed
+            assert (cfg.algo.module.hidden, cfg.data.targets, cfg.checkpoint.select) == (256, False, "best")
+            return
         if name == "zero_shot":  # evaluation only: no training step, the starting model is the model
             assert cfg.algo.train is False and cfg.checkpoint.select == "last" and "training_step" not in vars(module)
             return
