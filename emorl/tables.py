@@ -245,8 +245,9 @@ def _sweep_params(multirun: dict) -> dict[str, list[str]]:
 
 
 def unfinished_jobs(sweep_dir: str | Path) -> list[str]:
-    """Jobs of a Hydra sweep folder that failed (a job folder without ``metrics.json``: its last error line)
-    or never started (a combination of the sweep's parameters that no job folder ran)."""
+    """Jobs of a Hydra sweep folder that failed (a job folder without ``metrics.json``: its last error line),
+    have not finished (no error logged: still running, or killed) or never started (a combination of the
+    sweep's parameters that no job folder ran)."""
     sweep = Path(sweep_dir)
     found, lines = set(), []
     for overrides_file in sorted(sweep.glob("*/.hydra/overrides.yaml")):
@@ -256,8 +257,11 @@ def unfinished_jobs(sweep_dir: str | Path) -> list[str]:
         if not (job / "metrics.json").exists():
             errors = [line.strip() for log in sorted(job.glob("*.log")) for line in log.read_text(errors="replace").splitlines()
                       if "Error" in line or "Exception" in line]
-            reason = errors[-1] if errors else "no metrics.json and no error in its log (still running, or killed)"
-            lines.append(f"- failed: {job.name} ({' '.join(overrides)}): {reason}")
+            if errors:
+                lines.append(f"- failed: {job.name} ({' '.join(overrides)}): {errors[-1]}")
+            else:
+                lines.append(f"- not finished: {job.name} ({' '.join(overrides)}): no metrics.json and no error in its "
+                             "log (still running, or killed)")
     multirun_file = sweep / "multirun.yaml"
     if multirun_file.exists():
         params = _sweep_params(yaml.safe_load(multirun_file.read_text()) or {})
