@@ -115,3 +115,18 @@ def test_the_frozen_encoder_row_trains_only_its_head_and_evaluates_from_its_expo
     evaluated = evaluate(compose([f"ckpt={tmp_path / 'run'}"], cfg.paths.cache_dir, tmp_path / "eval", config_name="evaluate"))
     assert evaluated["test"]["confusion"] == metrics["trained"]["confusion"]
     assert metrics["cross_corpus"]["synthetic_heldout"]["n"] == 7 and metrics["cross_corpus"]["synthetic_heldout"]["unparsed_rate"] == 0.0
+
+
+def test_the_probe_refuses_a_backbone_without_a_qwen2_audio_encoder():
+    """Qwen2.5-Omni's audio tower takes another input layout: refused by name, not run on the wrong shapes."""
+    from torch import nn
+
+    from emorl.modules.probe import audio_tower_of
+
+    class OmniLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.audio_tower = nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match="needs a Qwen2-Audio backbone.*OmniLike has none"):
+        audio_tower_of(OmniLike())

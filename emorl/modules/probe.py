@@ -20,7 +20,7 @@ def audio_tower_of(model) -> nn.Module:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for owner in (base, getattr(base, "model", None)):
         tower = getattr(owner, "audio_tower", None)
-        if tower is not None and hasattr(tower, "_get_feat_extract_output_lengths"):
+        if tower is not None and type(tower).__name__ == "Qwen2AudioEncoder":  # features (B, mel, frames) in, frames out
             return tower
     raise ValueError(f"algo=linear_probe needs a Qwen2-Audio backbone (its audio_tower); {type(base).__name__} has none")
 
