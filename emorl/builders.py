@@ -205,6 +205,11 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
     )
 
 
+def trains(cfg: DictConfig) -> bool:
+    """Whether the run trains (every algo but ``algo=zero_shot``, which sets ``algo.train: false``)."""
+    return bool(cfg.algo.get("train", True))
+
+
 def module_takes(cfg: DictConfig, argument: str) -> bool:
     """Whether the LightningModule of ``algo.module`` takes ``argument`` in its constructor."""
     from hydra.utils import get_class
@@ -238,19 +243,13 @@ def build_policy(cfg: DictConfig, base_path: str):
     return policy, processor, reference
 
 
-def build_module(cfg: DictConfig, policy, processor, strategy, labels, run_dir, *, reference=None, rewards=None,
-                 train: bool = True):
-    """The LightningModule of ``algo.module`` for ``policy`` (``train=False``: an evaluation-only module).
-
-    The module's constructor names the run objects it needs beyond the common ones: ``rewards``
-    (built from ``cfg.reward`` unless given) and ``reference``.
-    """
+def module_arguments(cfg: DictConfig, policy, processor, strategy, labels, run_dir, train: bool = True) -> dict:
+    """The constructor arguments every :class:`~emorl.modules.base.EmotionModule` takes (no optimizer without ``train``)."""
     from hydra.utils import instantiate
 
     from emorl.models.loading import end_token_ids, suppressed_token_ids
-    from emorl.modules.base import EmotionModule
 
-    common = dict(
+    return dict(
         policy=policy,
         processor=processor,
         strategy=strategy,
@@ -262,6 +261,20 @@ def build_module(cfg: DictConfig, policy, processor, strategy, labels, run_dir, 
         run_dir=run_dir,
         seed=int(cfg.seed),
     )
+
+
+def build_module(cfg: DictConfig, policy, processor, strategy, labels, run_dir, *, reference=None, rewards=None,
+                 train: bool = True):
+    """The LightningModule of ``algo.module`` for ``policy`` (``train=False``: an evaluation-only module).
+
+    The module's constructor names the run objects it needs beyond the common ones: ``rewards``
+    (built from ``cfg.reward`` unless given) and ``reference``.
+    """
+    from hydra.utils import instantiate
+
+    from emorl.modules.base import EmotionModule
+
+    common = module_arguments(cfg, policy, processor, strategy, labels, run_dir, train=train)
     if not train:
         return EmotionModule(**common)
     factory = instantiate(cfg.algo.module)
@@ -338,7 +351,6 @@ def cross_corpus_configs(cfg: DictConfig, run_dir: Path) -> dict[str, DictConfig
     from emorl import CONF_DIR
 
     entries = cfg.eval.get("cross_corpus") or []
-    trains = bool(cfg.algo.get("train", True))
     available = sorted(p.stem for p in (CONF_DIR / "dataset").glob("*.yaml"))
     out: dict[str, DictConfig] = {}
     for entry in entries:
@@ -350,7 +362,7 @@ def cross_corpus_configs(cfg: DictConfig, run_dir: Path) -> dict[str, DictConfig
         evaluation = copy.deepcopy(cfg)
         with open_dict(evaluation):
             evaluation.dataset = node
-            evaluation.ckpt = str(run_dir) if trains else None
+            evaluation.ckpt = str(run_dir) if trains(cfg) else None
             evaluation.paths.output_dir = str(run_dir / "cross_corpus" / name)
             evaluation.data.test_split = "all"
             evaluation.eval.trained_labels = None  # the exported model's own labels (emorl.json)
@@ -366,7 +378,7 @@ def cross_corpus_configs(cfg: DictConfig, run_dir: Path) -> dict[str, DictConfig
                 f"{{name: {name}, root: <folder>}}"
             ) from None
         out[name] = evaluation
-    if out and trains and not cfg.save_model:
+    if out and trains(cfg) and not cfg.save_model:
         raise ValueError("eval.cross_corpus evaluates the exported model: set save_model=true, or eval.cross_corpus=[]")
     return out
 

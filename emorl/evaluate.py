@@ -44,6 +44,7 @@ def _evaluate(cfg: DictConfig) -> dict:
         checkpoint_strategy,
         load_checkpoint,
         model_dir,
+        module_arguments,
         resolve_model_path,
     )
     from emorl.checkpointing import read_model_info
@@ -77,12 +78,13 @@ def _evaluate(cfg: DictConfig) -> dict:
     else:
         model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
     model.eval()
-    module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
     if info.get("algo") == "linear_probe":  # the frozen encoder and its trained head
         from emorl.modules.probe import LinearProbeModule
 
-        common = {k: getattr(module, k) for k in ("policy", "processor", "strategy", "suppress_ids", "end_ids", "seed")}
-        module = LinearProbeModule.load(model_dir(cfg.ckpt), corpus.labels, optimizer=None, run_dir=out, **common)
+        module = LinearProbeModule.load(
+            model_dir(cfg.ckpt), **module_arguments(cfg, model, processor, strategy, corpus.labels, out, train=False))
+    else:
+        module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
     datamodule.use_processor(processor)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)

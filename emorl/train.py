@@ -40,7 +40,6 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
 
     from emorl import builders
     from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path, use_atomic_checkpoints
-    from emorl.metrics import plot_confusion
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -51,7 +50,7 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
     resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
 
     # Preflight: every check that needs no model runs first, in seconds, before hours of work.
-    trains = bool(cfg.algo.get("train", True))
+    trains = builders.trains(cfg)
     builders.check_run_settings(cfg, training=trains)
     cross_corpus = builders.cross_corpus_configs(cfg, run_dir)  # each named dataset config loads and names its files
     algo = builders.grpo_settings(cfg)  # checks invariants before any work
@@ -116,13 +115,7 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
                 export_model(module.policy, processor, run_dir / "model", cfg, labels, strategy, base_path)
                 if hasattr(module, "save_head"):  # algo=linear_probe: the trained head beside the frozen backbone
                     module.save_head(run_dir / "model")
-            for name in ("base", "trained"):
-                if name in metrics:
-                    plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png", title=name)
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            with open(run_dir / "predictions.jsonl", "w") as f:  # the trained model's test answers
-                f.writelines(json.dumps(row) + "\n" for row in module.eval_records)
-            log.info("metrics written to %s", run_dir / "metrics.json")
+            _save_results(run_dir, metrics, labels, module.eval_records)
             _cross_corpus(metrics, cross_corpus, trainer.world_size, None, run_dir)
     except SIGTERMException:
         log.warning(
@@ -133,6 +126,20 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
     finally:
         builders.finish_loggers(loggers)
     return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
+
+
+def _save_results(run_dir: Path, metrics: dict, labels, records: list[dict], trained_title: str = "trained") -> None:
+    """A run's confusion matrices, ``metrics.json`` and the test answers of its model (``predictions.jsonl``)."""
+    from emorl.metrics import plot_confusion
+
+    for name in ("base", "trained"):
+        if name in metrics:
+            plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png",
+                           title=trained_title if name == "trained" else name)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with open(run_dir / "predictions.jsonl", "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in records)
+    log.info("metrics written to %s", run_dir / "metrics.json")
 
 
 def _cross_corpus(metrics: dict, configs: dict, world_size: int, base_path: str | None, run_dir: Path) -> None:
@@ -153,7 +160,6 @@ def _zero_shot(cfg: DictConfig, base_path: str, datamodule, strategy, labels, ru
     from hydra.utils import instantiate
 
     from emorl import builders
-    from emorl.metrics import plot_confusion
     from emorl.models.loading import load_backbone
 
     model, processor = load_backbone(base_path, cfg.model.dtype)
@@ -171,10 +177,7 @@ def _zero_shot(cfg: DictConfig, base_path: str, datamodule, strategy, labels, ru
                          "train": {"steps": 0, "wall_time_s": 0.0, "selected_checkpoint": "none (zero-shot)"},
                          "data": datamodule.summary()}
         if trainer.is_global_zero:
-            plot_confusion(metrics["trained"]["confusion"], labels, run_dir / "confusion_trained.png", title="zero-shot")
-            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            with open(run_dir / "predictions.jsonl", "w") as f:
-                f.writelines(json.dumps(row) + "\n" for row in module.eval_records)
+            _save_results(run_dir, metrics, labels, module.eval_records, trained_title="zero-shot")
             _cross_corpus(metrics, cross_corpus, trainer.world_size, base_path, run_dir)
     finally:
         builders.finish_loggers(loggers)

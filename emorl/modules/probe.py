@@ -61,15 +61,17 @@ class LinearProbeModule(EmotionModule):
                    f"{model_dir}/{self.HEAD_FILE}")
 
     @classmethod
-    def load(cls, model_dir, labels, **common) -> LinearProbeModule:
-        """The probe exported into ``model_dir``, to score a corpus whose labels are its training labels."""
+    def load(cls, model_dir, **arguments) -> LinearProbeModule:
+        """The probe exported into ``model_dir`` (``arguments``: :func:`emorl.builders.module_arguments`), to score
+        a corpus whose labels are its training labels."""
         saved = torch.load(f"{model_dir}/{cls.HEAD_FILE}", map_location="cpu")
+        labels = arguments["labels"]
         if list(labels) != saved["labels"]:
             raise ValueError(
                 f"{model_dir}: this frozen-encoder probe answers its training labels {saved['labels']}; the corpus "
                 f"asks {list(labels)}. Evaluate it on a corpus with those labels (the embedded held-out corpus has MELD's)"
             )
-        module = cls(labels=labels, hidden=saved["hidden"], **common)
+        module = cls(hidden=saved["hidden"], **arguments)
         module.head.load_state_dict(saved["state_dict"])
         return module.eval()
 
