@@ -48,12 +48,19 @@ FREE_KEYS = ("seed", "paths", "hydra", "logger", "resume", "num_threads", "train
 
 
 def fold_note(configs: list[dict]) -> str | None:
-    """Which folds a row averages (None when its runs have one fold or none).
+    """Which folds a row averages (None when its runs have one fold or none): ``dataset.fold``, else
+    IEMOCAP's ``dataset.test_session`` (the other fold key :data:`FOLD_KEYS` frees).
 
     >>> fold_note([{"dataset": {"fold": 2}}, {"dataset": {"fold": 1}}, {"dataset": {"fold": 2}}])
     'folds 1, 2 averaged'
+    >>> fold_note([{"dataset": {"fold": None, "test_session": s}} for s in (5, 4)])
+    'folds 4, 5 averaged'
     """
-    folds = sorted({flatten(c).get("dataset.fold") for c in configs} - {None})
+    def fold(config: dict):
+        dataset = config.get("dataset") or {}
+        return dataset.get("fold") if dataset.get("fold") is not None else dataset.get("test_session")
+
+    folds = sorted({fold(c) for c in configs} - {None})
     return f"folds {', '.join(map(str, folds))} averaged" if len(folds) > 1 else None
 
 
