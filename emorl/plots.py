@@ -45,11 +45,12 @@ def bar_chart(labels: list[str], ours: list[tuple[float, float] | None], paper: 
 def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path) -> list[Path]:
     """Every plot of the module docstring that the runs have data for; returns the files written."""
     from emorl.report import read_log, validation_curve, window_means
+    from emorl.tables import paper_corpus
 
     written = []
     for name in ("table1", "table3"):
         layout = paper[name]
-        corpus = dataset if dataset in layout["corpora"] else layout["corpora"][0]
+        corpus = paper_corpus(layout, dataset)
         rows = [r for r in layout["rows"] if r["id"] in scores]
         if rows:
             written.append(bar_chart([r["label"] for r in rows], [scores[r["id"]]["ua"] for r in rows],

@@ -101,7 +101,7 @@ def _best(values: list[tuple[float, float] | None]) -> float | None:
     return max(means) if means else None
 
 
-def _paper_corpus(layout: dict, dataset: str) -> str:
+def paper_corpus(layout: dict, dataset: str) -> str:
     """The paper's corpus shown beside ours: the same corpus where the paper has it, else its first (MELD)."""
     return dataset if dataset in layout["corpora"] else layout["corpora"][0]
 
@@ -111,7 +111,7 @@ def in_corpus_table(name: str, layout: dict, scores: dict[str, dict], dataset: s
     """Rows of Table 1 or 3: group, row, runs, our UA/WA/F1, lowest class recall, the paper's UA/WA/F1.
 
     Table 1 also lists our rows that no paper table has (``everywhere``: every row id the paper's tables name)."""
-    corpus = _paper_corpus(layout, dataset)
+    corpus = paper_corpus(layout, dataset)
     known = [r for r in layout["rows"] if r["id"] in scores or r.get(corpus)]
     extra = [rid for rid in sorted(scores) if rid not in everywhere] if name == "table1" else []
     best = {m: _best([scores[r["id"]][m] for r in known if r["id"] in scores]) for m in METRICS}
@@ -305,7 +305,7 @@ def render(dirs: list[str], runs: list[dict], out_dir: str | Path | None = None,
             everywhere = {r["id"] for t in ("table1", "table2", "table3") for r in paper[t]["rows"]}
             tables[name] = in_corpus_table(name, layout, scores, dataset, everywhere)
             sections.append(f"### {layout['title']} — ours on {', '.join(datasets)}, "
-                            f"the paper on {_paper_corpus(layout, dataset).upper()}\n\n" + markdown(tables[name]))
+                            f"the paper on {paper_corpus(layout, dataset).upper()}\n\n" + markdown(tables[name]))
     cross = sorted({c for s in scores.values() for c in s["cross"]})
     if cross:
         names = {r["id"]: r for t in ("table3", "table1") for r in paper[t]["rows"]}
