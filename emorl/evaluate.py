@@ -91,6 +91,8 @@ def _evaluate(cfg: DictConfig) -> dict:
     result = module.eval_results["test"]
     if switched_on(cfg.eval.get("faithfulness", "auto"), auto=any(sec.tag == "prosody" for sec in strategy.sections)):
         result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
+    if {"transcript", "keywords"} <= {sec.tag for sec in strategy.sections}:
+        result = {**result, **words_heard(datamodule, module.eval_records)}
     if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=info.get("algo") == "prosody_sft"):
         result = {**result, "prosody_tasks": prosody_task_accuracy(model, processor, datamodule, strategy,
                                                                    int(cfg.data.eval_batch_size))}
@@ -135,6 +137,19 @@ def prosody_faithfulness(datamodule, records: list[dict]) -> dict:
     log.info("faithfulness of the prosody claims: %s (%d claims; %.0f%% of answers claim)",
              "n/a" if out["faithfulness"] is None else f"{out['faithfulness']:.3f}", out["prosody_claims"],
              100 * out["claiming"])
+    return out
+
+
+def words_heard(datamodule, records: list[dict]) -> dict:
+    """The evaluated ESR answers' transcript WER and key-word accuracy against the corpus's transcripts and key words."""
+    from emorl.rewards.grounding import heard
+
+    items = {i.path: i for i in datamodule.dataset(datamodule.test_split).items}
+    out = heard([r["text"] for r in records], [items[r["path"]].transcript for r in records],
+                [(items[r["path"]].meta or {}).get("keywords") or [] for r in records])
+    log.info("words heard: transcript WER %s, key-word accuracy %s (%d answers)",
+             "n/a" if out["transcript_wer"] is None else f"{out['transcript_wer']:.3f}",
+             "n/a" if out["keyword_accuracy"] is None else f"{out['keyword_accuracy']:.3f}", out["clips"])
     return out
 
 

@@ -22,13 +22,14 @@ from emorl.prompts import ReasoningStrategy
 class Example:
     """One prompt: audio, the user text, and (for supervised tasks) the target response."""
 
-    audio: np.ndarray | list[np.ndarray]  # several clips: a question comparing them
+    audio: np.ndarray | list[np.ndarray]  # several clips: a question comparing them; [] for a text-only question
     text: str
     label: str = ""
     options: tuple[str, ...] = ()
     target: str | None = None
     item: Item | None = None
     prosody: dict | None = None  # measured prosody levels of the clip (grounding rewards)
+    task: str = ""  # the pretraining mixture's task that drew it (emorl.pretraining.tasks)
 
 
 class EmotionQuestions(torch.utils.data.Dataset):
@@ -145,10 +146,11 @@ class Collator:
         prompts = [self._prompt(e.text, len(clips_of(e))) for e in examples]
         supervised = examples[0].target is not None
         texts = [p + e.target + self.end_of_turn for p, e in zip(prompts, examples, strict=True)] if supervised else prompts
+        clips = [clip for e in examples for clip in clips_of(e)]  # in prompt order
         batch = dict(
             self.processor(
                 text=texts,
-                audio=[clip for e in examples for clip in clips_of(e)],  # in prompt order
+                audio=clips or None,  # a batch of text-only questions has no audio
                 sampling_rate=SAMPLE_RATE,
                 return_tensors="pt",
                 padding=True,
@@ -162,6 +164,7 @@ class Collator:
         batch["questions"] = [e.text for e in examples]
         batch["transcript"] = [e.item.transcript if e.item else "" for e in examples]
         batch["prosody"] = [e.prosody for e in examples]
+        batch["task"] = [e.task for e in examples]
         return batch
 
     def _supervised_labels(self, batch, examples, prompts) -> torch.Tensor:

@@ -136,6 +136,32 @@ def keyword_score(keywords: str, transcript: str) -> float | None:
     return sum(all(w in said for w in _WORD.findall(k)) and bool(_WORD.findall(k)) for k in listed) / len(listed)
 
 
+def heard(completions: Sequence[str], transcripts: Sequence[str], keywords: Sequence[Sequence[str]],
+          transcript_tag: str = "transcript", keywords_tag: str = "keywords") -> dict[str, float | None]:
+    """How well reasoning heard the words: the transcript section's word error rate against the corpus
+    transcripts (pooled over words; a missing section counts every word as deleted), and the share
+    of clips whose key-words section names the clip's marked key word (clips without one left out).
+
+    >>> heard(["<transcript>the trip was fine</transcript><keywords>fine</keywords>", "<keywords>sad</keywords>"],
+    ...       ["the trip was fine today", "so sad"], [["fine"], ["happy"]])
+    {'transcript_wer': 0.42857142857142855, 'keyword_accuracy': 0.5, 'clips': 2}
+    """
+    errors = words = 0.0
+    hits, marked = 0, 0
+    for completion, reference, marks in zip(completions, transcripts, keywords, strict=True):
+        ref_words = len(_WORD.findall((reference or "").lower()))
+        if ref_words:
+            said = section(completion, transcript_tag) or ""
+            errors += word_error_rate(said, reference) * ref_words
+            words += ref_words
+        if marks:
+            listed = {k.strip().lower() for k in (section(completion, keywords_tag) or "").split(",")}
+            hits += any(m.lower() in listed for m in marks)
+            marked += 1
+    return {"transcript_wer": errors / words if words else None,
+            "keyword_accuracy": hits / marked if marked else None, "clips": len(completions)}
+
+
 def grounding_parts(completion: str, measured: Mapping[str, str] | None, transcript: str | None,
                     vocabulary: Mapping = DEFAULT_VOCABULARY, tags: Mapping[str, str] | None = None) -> dict[str, float | None]:
     """Each component's score for one completion (None where it does not apply), and the claim counts."""

@@ -70,7 +70,7 @@ def judge_prompt(dimension: str, facts: str, reasoning: str) -> str:
 def expected_score(digit_logits: torch.Tensor) -> torch.Tensor:
     """The expected rating under the distribution restricted to the digits 1..5: (N, 5) -> (N,) in [1, 5].
 
-    >>> expected_score(torch.tensor([[0.0, 0, 0, 0, 0], [0, 0, 0, -1e9, 9e9]])).tolist()
+    >>> [round(x, 4) for x in expected_score(torch.tensor([[0.0, 0, 0, 0, 0], [0, 0, 0, -1e9, 9e9]])).tolist()]
     [3.0, 5.0]
     """
     probs = digit_logits.float().softmax(dim=-1)

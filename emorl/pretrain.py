@@ -1,0 +1,169 @@
+"""Pretrain the embedded base from scratch: ``python -m emorl.pretrain``.
+
+Builds the tiny Qwen2-Audio that ``model=tiny`` loads (``emorl/assets/embedded_base``), as
+Qwen2-Audio-7B-Instruct is the pretrained checkpoint the 7B path loads: its tokenizer trained on
+the mixture's texts, its weights on the mixture (:mod:`emorl.pretraining.tasks`).  Writes into the
+run directory ``init/`` (the untrained model and processor, fixed by the seed), ``checkpoints/
+last.ckpt`` (every ``pretrain.every_n_steps`` steps and on SIGTERM; rerunning the command with
+``hydra.run.dir=<run dir>`` resumes), ``csv/`` (losses per task, validation WER and emotion
+accuracy on the pretraining corpus), and at the end ``model/`` (``save_pretrained``) and
+``pretrain.json`` (data, steps, wall time).  ``python -m emorl.pretraining.card <run dir>`` then
+scores it zero-shot and publishes it with its model card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from emorl import CONF_DIR
+
+log = logging.getLogger(__name__)
+
+
+def pretraining_clips(cfg: DictConfig, cache_dir: Path):
+    """The clips the base hears: the experiment corpus's training split and the pretraining corpus's, with
+    their measured, speaker-relative prosody levels; and the pretraining corpus's validation clips."""
+    from hydra.utils import instantiate
+
+    from emorl.acoustics import ProsodyNorms, measure_items
+    from emorl.data.synthetic import SyntheticCorpus
+    from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, Clip
+
+    experiment = instantiate(cfg.dataset.corpus)
+    pretrain_corpus = SyntheticCorpus(cache_dir / "synthetic", **OmegaConf.to_container(cfg.pretrain.corpus))
+    sources = [(EXPERIMENT, experiment, "train"), (PRETRAIN, pretrain_corpus, "train"), (PRETRAIN, pretrain_corpus, "val")]
+    clips, val = [], []
+    for source, corpus, split in sources:
+        items = corpus.items(split)
+        if not items:
+            continue
+        name = f"{getattr(corpus, 'name', 'corpus')}-{Path(str(corpus.dir)).name}-{split}"
+        measured = measure_items(items, cache_dir / "prosody" / f"pretrain-{name}.json")
+        norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
+        made = [Clip(i, source, norms.levels(measured[i.path], i.speaker), measured[i.path]) for i in items]
+        (clips if split == "train" else val).extend(made)
+    log.info("pretraining clips: %d experiment-corpus training clips, %d pretraining-corpus clips, %d validation clips",
+             sum(c.source == EXPERIMENT for c in clips), sum(c.source == PRETRAIN for c in clips), len(val))
+    return clips, val
+
+
+def validation_examples(val_clips, n: int, audio, seed: int):
+    """``n`` validation clips of the pretraining corpus, each asked what was said and (IR) its emotion."""
+    from emorl.data.batching import Example
+    from emorl.emotions import label_set
+    from emorl.pretraining.tasks import TRANSCRIBE_QUESTION
+    from emorl.prompts import get_strategy
+
+    rng = np.random.default_rng(seed)
+    picked = [val_clips[int(i)] for i in rng.permutation(len(val_clips))[:n]]
+    labels, ir = label_set("meld"), get_strategy("ir")
+    out = []
+    for clip in picked:
+        wav = audio(clip.item.path)
+        out.append(Example(audio=wav, text=f"{TRANSCRIBE_QUESTION} Give the answer inside <answer></answer>.",
+                           label=clip.item.transcript, item=clip.item, task="transcribe"))
+        out.append(Example(audio=wav, text=ir.prompt(labels), label=clip.item.label, options=labels, item=clip.item,
+                           task="emotion"))
+    return out
+
+
+def pretrain(cfg: DictConfig) -> dict:
+    """Build the embedded base; returns its summary (``pretrain.json``)."""
+    from emorl.runlock import run_directory_lock
+
+    with run_directory_lock(Path(cfg.paths.output_dir), "emorl.pretrain"):
+        return _pretrain(cfg)
+
+
+def _pretrain(cfg: DictConfig) -> dict:
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from emorl.checkpointing import CheckpointOnSigterm, PeriodicCheckpoint, resume_path, use_atomic_checkpoints
+    from emorl.data.audio import load_audio
+    from emorl.data.batching import Collator
+    from emorl.data.pretraining import MixtureData
+    from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
+    from emorl.models.tiny import build_tiny_backbone
+    from emorl.modules.pretrain import PretrainModule
+    from emorl.pretraining.lexicon import read_lexicon
+    from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
+
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    start = time.time()
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")
+    lexicon = read_lexicon(cfg.pretrain.lexicon.path)  # a missing lexicon stops the build before any work
+    (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    clips, val_clips = pretraining_clips(cfg, Path(cfg.paths.cache_dir))
+    waveforms: dict[str, np.ndarray] = {}
+
+    def audio(path: str) -> np.ndarray:
+        if path not in waveforms:
+            waveforms[path] = load_audio(path)
+        return waveforms[path]
+
+    tasks = PretrainTasks(clips, audio, lexicon, OmegaConf.to_container(cfg.pretrain.tasks),
+                          OmegaConf.to_container(cfg.pretrain.formats), seed=int(cfg.seed))
+    init = run_dir / "init"
+    if not (init / "done").exists():  # the untrained model: the same for a resumed run
+        texts = tokenizer_texts(tasks, int(cfg.pretrain.tokenizer_examples))
+        build_tiny_backbone(init, texts, seed=int(cfg.seed), **OmegaConf.to_container(cfg.model.build))
+        (init / "done").write_text("ok\n")
+    model, processor = load_backbone(init)
+    log.info("the base: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
+    L.seed_everything(int(cfg.seed), workers=True)
+    module = PretrainModule(model, processor, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
+                            warmup_steps=cfg.pretrain.warmup_steps, min_lr_ratio=cfg.pretrain.min_lr_ratio,
+                            max_new_tokens=cfg.pretrain.max_new_tokens, suppress_ids=suppressed_token_ids(processor),
+                            end_ids=end_token_ids(model, processor))
+    collate = Collator(processor)
+    data = MixtureData(tasks, collate, batch_size=int(cfg.pretrain.batch_size), steps=int(cfg.pretrain.steps),
+                       val_examples=validation_examples(val_clips, int(cfg.pretrain.val_clips), audio, int(cfg.seed)))
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=CSVLogger(run_dir, name="csv", version=""),
+        callbacks=[PeriodicCheckpoint(ckpt_dir / "last.ckpt", int(cfg.pretrain.every_n_steps)),
+                   CheckpointOnSigterm(ckpt_dir / "last.ckpt")])
+    use_atomic_checkpoints(trainer)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    summary = {}
+    if trainer.is_global_zero:
+        out = run_dir / "model"
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        summary = {
+            "steps": int(trainer.global_step),
+            "examples": int(trainer.global_step) * int(cfg.pretrain.batch_size) * trainer.world_size,
+            "processes": trainer.world_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_seconds": round(module.train_seconds, 1),  # every resumption's training steps
+            "seconds_this_command": round(time.time() - start, 1),
+            "clips": {"experiment_train": sum(c.source == "experiment" for c in clips),
+                      "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips)},
+            "lexicon_words": len(lexicon),
+            "validation": module.last_val,
+        }
+        (run_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
+        log.info("the embedded base is in %s: %s", out, summary)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pretrain")
+def main(cfg: DictConfig) -> None:
+    pretrain(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""The embedded base's pretraining mixture: one small builder per task, drawn by weight.
+
+A real LALM is pretrained on a mixture (speech recognition, audio questions, text); the embedded
+base gets one in miniature.  Every builder turns a random draw into one supervised
+:class:`~emorl.data.batching.Example`; :data:`TASKS` is the table of them, and
+``pretrain.tasks`` in ``conf/pretrain.yaml`` weighs them:
+
+=================  ======================================================================  =========
+task               what it asks                                                            clips
+=================  ======================================================================  =========
+``transcribe``     what the speaker says (speech recognition)                              both
+``keyword``        which of these words the speaker said                                   both
+``topic``          which topic the sentence is about                                       both
+``voice``          male or female voice                                                    both
+``attribute``      the *measured* level of pitch, speed, volume or intonation              both
+``describe``       the measured levels of every attribute, in words                        both
+``compare``        which of two clips is higher, faster, louder, livelier (measured)       both
+``word_meaning``   the emotion a word or sentence conveys (a published lexicon; no audio)  none
+``emotion``        the emotion of a clip, several corpora's label names                    pretrain
+``position``       which option is listed first / second / last                            both
+``synonym``        which option names the same emotion as a given name                     both
+=================  ======================================================================  =========
+
+"both" means the experiment corpus's **training** clips and the pretraining corpus's clips;
+``emotion`` questions are asked about the pretraining corpus only, so no label of the experiment
+corpus is ever a target (:meth:`PretrainTasks.check_clip` refuses otherwise).  Validation and test
+clips never enter: the builder refuses clips of any split but ``train``.
+
+Questions about a clip are answered in IR, EUR or ESR (``pretrain.formats``); an ESR answer's
+sections hold *that clip's own* transcript, key words and measured prosody before the task's
+conclusion, so the structured reasoning the emotion question later needs is conditioned on the
+audio.  Each example is a pure function of ``(seed, index)``: a resumed run draws what an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from emorl.acoustics import LEVEL_NAMES, describe
+from emorl.data.batching import DESCRIPTION_TASKS, Example
+from emorl.data.corpus import Item
+from emorl.data.prosody_tasks import COMPARISON_PROMPTS, MARGINS, ORDER, contrast
+from emorl.emotions import LABEL_SETS, NEUTRAL, wheel_position
+from emorl.models.warmstart import (
+    ATTRIBUTE_QUESTIONS,
+    EMOTION_QUESTIONS,
+    POSITION_QUESTION,
+    POSITIONS,
+    SYNONYM_QUESTION,
+    TOPIC_QUESTION,
+    VOICE_QUESTION,
+    WORD_QUESTION,
+    emotion_names,
+    vocabulary_name,
+)
+from emorl.pretraining.lexicon import EMOTIONS, conveyed
+from emorl.prompts import ReasoningStrategy, get_strategy
+
+#: Where a pretraining clip comes from: the experiment corpus (training split: never asked its
+#: emotion) or the pretraining corpus (asked everything).
+EXPERIMENT, PRETRAIN = "experiment", "pretrain"
+
+WORD_MEANING_QUESTIONS = (
+    "Which emotion does the word {word} convey? Options: {options}.",
+    "What feeling does the word {word} express? Options: {options}.",
+)
+#: Sentence frames for a lexicon word (text only; none is a sentence of any corpus).
+SENTENCE_FRAMES = ("i feel {word}", "it was all so {word}", "what a {word} thing", "they call it {word}")
+SENTENCE_QUESTION = "Which emotion does the sentence '{sentence}' convey? Options: {options}."
+TRANSCRIBE_QUESTION = DESCRIPTION_TASKS["transcript"]
+DESCRIBE_QUESTION = DESCRIPTION_TASKS["prosody"]
+COMPARE_OPTIONS = " Options: first, second."
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A pretraining clip: the corpus item, where it comes from and its measured prosody levels."""
+
+    item: Item
+    source: str
+    levels: Mapping[str, str]
+    measurement: Mapping[str, float]
+
+    @property
+    def keyword(self) -> str:
+        return (self.item.meta.get("keywords") or [""])[0]
+
+
+def _vocabularies() -> list[tuple[str, ...]]:
+    return [tuple(n for n in v if n != "calm") for v in LABEL_SETS.values()]
+
+
+class PretrainTasks:
+    """Draws the mixture's examples.
+
+    Args:
+        clips: the clips audio questions are about (:class:`Clip`; training splits only).
+        audio: path -> waveform (16 kHz mono).
+        lexicon: word -> the emotions it conveys (:func:`emorl.pretraining.lexicon.read_lexicon`).
+        weights: task name -> weight (names of :data:`TASKS`).
+        formats: strategy name -> weight for the questions answered in IR / EUR / ESR.
+        seed: with the index, fixes every draw.
+    """
+
+    def __init__(self, clips: Sequence[Clip], audio: Callable[[str], np.ndarray], lexicon: Mapping[str, Sequence[str]],
+                 weights: Mapping[str, float], formats: Mapping[str, float], seed: int = 0) -> None:
+        unknown = sorted(set(weights) - set(TASKS))
+        if unknown:
+            raise ValueError(f"pretrain.tasks: unknown tasks {unknown}; the tasks are {sorted(TASKS)}")
+        if any(float(w) < 0 for w in weights.values()) or not sum(float(w) for w in weights.values()) > 0:
+            raise ValueError(f"pretrain.tasks: weights must be >= 0 and sum to more than 0, got {dict(weights)}")
+        for clip in clips:
+            self.check_clip(clip)
+        self.clips = list(clips)
+        self.pretrain_clips = [c for c in self.clips if c.source == PRETRAIN]
+        if float(weights.get("emotion", 0)) > 0 and not self.pretrain_clips:
+            raise ValueError("pretrain.tasks.emotion > 0 needs clips of the pretraining corpus (pretrain.corpus)")
+        self.audio = audio
+        self.names = [n for n in weights if float(weights[n]) > 0]
+        total = sum(float(weights[n]) for n in self.names)
+        self.p = np.asarray([float(weights[n]) / total for n in self.names])
+        self.strategies = [get_strategy(name) for name in formats if float(formats[name]) > 0]
+        fw = np.asarray([float(formats[s.name]) for s in self.strategies])
+        self.format_p = fw / fw.sum()
+        self.seed = int(seed)
+        self.vocabularies = _vocabularies()
+        self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
+        self.option_pool = sorted({label for labels in LABEL_SETS.values() for label in labels})
+        self.topics = sorted({str(c.item.meta["topic"]) for c in self.clips if c.item.meta.get("topic")})
+        self.words = sorted({c.keyword for c in self.clips if c.keyword} | set(self.topics))
+        # The lexicon by what a word conveys: each emotion (and neutral) is asked equally often.
+        self.lexicon: dict[str, list[str]] = {e: [] for e in (*EMOTIONS, NEUTRAL)}
+        for word, emotions in sorted(lexicon.items()):
+            for e in conveyed(tuple(emotions)):
+                self.lexicon[e].append(word)
+        self.lexicon = {e: ws for e, ws in self.lexicon.items() if ws}
+        self.conveys = {w: conveyed(tuple(e)) for w, e in lexicon.items()}
+        if float(weights.get("word_meaning", 0)) > 0 and not self.lexicon:
+            raise ValueError("pretrain.tasks.word_meaning > 0 needs a non-empty lexicon")
+
+    @staticmethod
+    def check_clip(clip: Clip) -> None:
+        """Refuse a clip the pretraining data may not hold: any split but train, an unknown source."""
+        if clip.item.split != "train":
+            raise ValueError(f"{clip.item.path}: a {clip.item.split!r} clip may not enter the pretraining data "
+                             "(only training splits do: the base never hears an evaluation clip)")
+        if clip.source not in (EXPERIMENT, PRETRAIN):
+            raise ValueError(f"{clip.item.path}: clip source {clip.source!r} is neither {EXPERIMENT!r} nor {PRETRAIN!r}")
+
+    # ------------------------------------------------------------------ draws
+    def example(self, index: int, stream: int = 0) -> Example:
+        """Example ``index`` of the mixture (its task in ``Example.task``); ``stream`` 1 holds the tokenizer's draws."""
+        rng = np.random.default_rng([self.seed, int(stream), int(index)])
+        task = self.names[int(rng.choice(len(self.names), p=self.p))]
+        example = TASKS[task](self, rng)
+        example.task = example.task or task
+        return example
+
+    def clip(self, rng: np.random.Generator, pool: Sequence[Clip] | None = None) -> Clip:
+        pool = self.clips if pool is None else pool
+        return pool[int(rng.integers(len(pool)))]
+
+    def strategy(self, rng: np.random.Generator) -> ReasoningStrategy:
+        return self.strategies[int(rng.choice(len(self.strategies), p=self.format_p))]
+
+    def render(self, rng: np.random.Generator, clip: Clip, question: str, options: Sequence[str], answer: str,
+               conclusion: str) -> Example:
+        """The question about ``clip`` answered in a drawn format; ESR sections from the clip itself."""
+        strategy = self.strategy(rng)
+        how = describe(clip.levels) or "no clear prosody"
+        sections = (clip.item.transcript, clip.keyword or "none", how, conclusion)
+        think = f"they say {clip.item.transcript}. it sounds like {how}. so {conclusion}."
+        target = strategy.render(answer, think=think,
+                                 sections={s.tag: t for s, t in zip(strategy.sections, sections, strict=False)})
+        return Example(audio=self.audio(clip.item.path), text=strategy.prompt(options, question=question),
+                       label=answer, options=tuple(options), target=target, item=clip.item)
+
+    def answered(self, clip: Clip | None, question: str, answer: str) -> Example:
+        """A question whose answer is free text (a transcript, a description): IR's answer block only."""
+        target = f"<answer>{answer}</answer>"
+        text = f"{question} Give the answer inside <answer></answer>."
+        audio = self.audio(clip.item.path) if clip else []
+        return Example(audio=audio, text=text, label=answer, target=target, item=clip.item if clip else None)
+
+    def label_options(self, rng: np.random.Generator, answer: str, vocabulary: Sequence[str],
+                      exclude: Sequence[str] = ()) -> list[str]:
+        """``answer`` and 2 or more other names of ``vocabulary`` (none of ``exclude``'s points), shuffled."""
+        banned = {wheel_position(e) for e in exclude} - {wheel_position(answer)}
+        others = [n for n in rng.permutation(vocabulary) if n != answer and wheel_position(n) not in banned]
+        k = int(rng.integers(min(2, len(others)), len(others) + 1)) if others else 0
+        return [str(o) for o in rng.permutation([answer, *others[:k]])]
+
+
+# ---------------------------------------------------------------------- builders
+def transcribe(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
+
+
+def describe_prosody(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    return tasks.answered(clip, DESCRIBE_QUESTION, describe(clip.levels) or "no clear prosody")
+
+
+def keyword(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    said = set(clip.item.transcript.split())
+    distractors = [str(w) for w in rng.permutation(tasks.words) if w not in said][: int(rng.integers(2, 6))]
+    options = [str(w) for w in rng.permutation([clip.keyword, *distractors])]
+    return tasks.render(rng, clip, WORD_QUESTION, options, clip.keyword, f"the speaker said {clip.keyword}")
+
+
+def topic(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    answer = str(clip.item.meta["topic"])
+    others = [str(t) for t in rng.permutation(tasks.topics) if t != answer][: int(rng.integers(2, 8))]
+    options = [str(t) for t in rng.permutation([answer, *others])]
+    return tasks.render(rng, clip, TOPIC_QUESTION, options, answer, f"the speaker talks about the {answer}")
+
+
+def voice(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    answer = str(clip.item.meta["voice"])
+    options = [str(v) for v in rng.permutation(["male", "female"])]
+    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}")
+
+
+def attribute(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    measured = [a for a in ATTRIBUTE_QUESTIONS if a in clip.levels]
+    if not measured:  # nothing measurable (silence): ask what was said instead
+        return transcribe(tasks, rng)
+    name = measured[int(rng.integers(len(measured)))]
+    answer = clip.levels[name]
+    options = list(LEVEL_NAMES[name])[:: 1 if rng.random() < 0.5 else -1]
+    return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}")
+
+
+def compare(tasks: PretrainTasks, rng) -> Example:
+    """Two clips of one corpus whose measurement differs clearly; which one has more of the attribute."""
+    first = tasks.clip(rng)
+    name = tuple(COMPARISON_PROMPTS)[int(rng.integers(len(COMPARISON_PROMPTS)))]
+    pool = [c for c in tasks.clips if c.source == first.source]
+    for _ in range(16):
+        second = tasks.clip(rng, pool)
+        diff = contrast(name, first.measurement, second.measurement)
+        if diff is not None and abs(diff) >= MARGINS[name]:
+            answer = ORDER[0] if diff > 0 else ORDER[1]
+            ex = tasks.answered(first, COMPARISON_PROMPTS[name] + COMPARE_OPTIONS, answer)
+            ex.audio = [tasks.audio(first.item.path), tasks.audio(second.item.path)]
+            ex.options = ORDER
+            return ex
+    fallback = attribute(tasks, rng)  # no clear partner among 16 draws
+    fallback.task = "attribute"
+    return fallback
+
+
+def word_meaning(tasks: PretrainTasks, rng) -> Example:
+    """A lexicon word (or a sentence framing it), the emotion it conveys; text only, IR or EUR."""
+    points = sorted(tasks.lexicon)
+    point = points[int(rng.integers(len(points)))]
+    words = tasks.lexicon[point]
+    word = words[int(rng.integers(len(words)))]
+    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(point, v)]
+    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
+    answer = vocabulary_name(point, vocabulary)
+    options = tasks.label_options(rng, answer, vocabulary, exclude=tasks.conveys[word])
+    if rng.random() < 0.5:
+        question = WORD_MEANING_QUESTIONS[int(rng.integers(len(WORD_MEANING_QUESTIONS)))].replace("{word}", word)
+    else:
+        sentence = SENTENCE_FRAMES[int(rng.integers(len(SENTENCE_FRAMES)))].format(word=word)
+        question = SENTENCE_QUESTION.replace("{sentence}", sentence)
+    strategy = [s for s in tasks.strategies if not s.sections] or [get_strategy("ir")]
+    strategy = strategy[int(rng.integers(len(strategy)))]
+    meaning = meaning_phrase(word, answer)
+    target = strategy.render(answer, think=meaning)
+    return Example(audio=[], text=strategy.prompt(options, question=question), label=answer, options=tuple(options),
+                   target=target)
+
+
+def meaning_phrase(word: str, emotion: str) -> str:
+    """How a reasoning says what a word conveys (the same words in the lexicon task and in ESR's synthesis).
+
+    >>> meaning_phrase("furious", "anger"), meaning_phrase("calm", "neutral")
+    ('furious conveys anger', 'calm conveys no emotion')
+    """
+    return f"{word} conveys no emotion" if wheel_position(emotion) == NEUTRAL else f"{word} conveys {emotion}"
+
+
+def emotion(tasks: PretrainTasks, rng) -> Example:
+    """The emotion of a pretraining-corpus clip, in one corpus's label names."""
+    clip = tasks.clip(rng, tasks.pretrain_clips)
+    if clip.source != PRETRAIN:  # the experiment corpus's emotions are never a target
+        raise AssertionError(f"{clip.item.path}: an emotion question about a clip of the experiment corpus")
+    label = clip.item.label
+    answer = emotion_names(label)[int(rng.integers(len(emotion_names(label))))]
+    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(label, v) == answer]
+    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
+    options = tasks.label_options(rng, answer, vocabulary)
+    word_class = clip.item.meta.get("word_class", label)
+    word_name = vocabulary_name(word_class, vocabulary) or word_class
+    conclusion = f"{meaning_phrase(clip.keyword, word_name)}, the voice sounds {answer}"
+    question = EMOTION_QUESTIONS[int(rng.integers(len(EMOTION_QUESTIONS)))]
+    return tasks.render(rng, clip, question, options, answer, conclusion)
+
+
+def position(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    where = POSITIONS[int(rng.integers(len(POSITIONS)))]
+    options = [str(o) for o in rng.choice(tasks.option_pool, size=int(rng.integers(3, 9)), replace=False)]
+    answer = {"first": options[0], "second": options[1], "last": options[-1]}[where]
+    return tasks.render(rng, clip, POSITION_QUESTION.replace("{position}", where), options, answer,
+                        f"the {where} option is {answer}")
+
+
+def synonym(tasks: PretrainTasks, rng) -> Example:
+    clip = tasks.clip(rng)
+    point = tasks.points[int(rng.integers(len(tasks.points)))]
+    names = emotion_names(point)
+    name = names[int(rng.integers(len(names)))]
+    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(point, v)]
+    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
+    answer = vocabulary_name(point, vocabulary)
+    options = tasks.label_options(rng, answer, vocabulary)
+    return tasks.render(rng, clip, SYNONYM_QUESTION.replace("{name}", name), options, answer,
+                        f"{name} and {answer} name the same emotion")
+
+
+#: The mixture's tasks by name (``pretrain.tasks`` weighs them).
+TASKS: dict[str, Callable[[PretrainTasks, np.random.Generator], Example]] = {
+    "transcribe": transcribe,
+    "keyword": keyword,
+    "topic": topic,
+    "voice": voice,
+    "attribute": attribute,
+    "describe": describe_prosody,
+    "compare": compare,
+    "word_meaning": word_meaning,
+    "emotion": emotion,
+    "position": position,
+    "synonym": synonym,
+}
+
+
+def tokenizer_texts(tasks: PretrainTasks, n: int, labels: Sequence[str] = ()) -> list[str]:
+    """Texts the base's tokenizer is trained on: ``n`` drawn examples (prompts and targets), every lexicon
+    word, every label set, and the experiment's question in each format."""
+    out = []
+    for i in range(n):
+        ex = tasks.example(i, stream=1)  # draws the training order never makes
+        out += [ex.text, ex.target]
+    out += [" ".join(words) for words in tasks.lexicon.values()]
+    for labels_of_corpus in LABEL_SETS.values():
+        out += [" ".join(labels_of_corpus)] * 20
+    for s in tasks.strategies:
+        out.append(s.prompt(list(labels) or LABEL_SETS["meld"]))
+    return out

@@ -1,0 +1,242 @@
+"""The embedded base's pretraining: the mixture's builders, what may enter it, and the training pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emorl.acoustics import LEVEL_NAMES
+from emorl.data.corpus import Item
+from emorl.emotions import wheel_position
+from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, TASKS, Clip, PretrainTasks, meaning_phrase
+from emorl.prompts import get_strategy
+
+LEXICON = {"furious": ("anger", "disgust"), "glad": ("joy",), "abacus": (), "afraid": ("fear",),
+           "gloomy": ("sadness",), "shocked": ("surprise",), "gross": ("disgust",)}
+WEIGHTS = {name: 1.0 for name in TASKS}
+FORMATS = {"ir": 1.0, "eur": 1.0, "esr": 1.0}
+
+
+def clip(k: int, source: str, label: str = "anger", split: str = "train", pitch: float = 150.0) -> Clip:
+    meta = {"keywords": [f"kw{k}"], "topic": f"topic{k % 3}", "voice": "male" if k % 2 else "female", "word_class": label}
+    item = Item(path=f"/{source}/{split}/{k}.flac", label=label, speaker=f"s{k % 2}", split=split,
+                transcript=f"the topic{k % 3} was kw{k} today", meta=meta)
+    levels = {"pitch": ("low", "medium", "high")[k % 3], "speed": "fast", "volume": "quiet", "intonation": "flat",
+              "contour": "flat"}
+    measurement = {"f0_median_hz": pitch * (1 + k), "f0_range_st": 4.0, "energy_db": -20.0 - k, "rate_per_s": 3.0,
+                   "pause_share": 0.1}
+    return Clip(item, source, levels, measurement)
+
+
+LABELS = ("neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise")
+CLIPS = [clip(k, EXPERIMENT, LABELS[k % 7]) for k in range(14)] + [clip(100 + k, PRETRAIN, LABELS[k % 7]) for k in range(14)]
+
+
+def tasks(weights=None, clips=CLIPS, formats=FORMATS) -> PretrainTasks:
+    return PretrainTasks(clips, lambda path: np.full(800, len(path), np.float32), LEXICON, weights or WEIGHTS, formats)
+
+
+def only(task: str, **kw) -> PretrainTasks:
+    return tasks({task: 1.0}, **kw)
+
+
+def answer(example) -> str:
+    return get_strategy("ir").extract_answer(example.target)
+
+
+def draws(t: PretrainTasks, n: int = 200):
+    return [t.example(i) for i in range(n)]
+
+
+def by_path(path: str) -> Clip:
+    return next(c for c in CLIPS if c.item.path == path)
+
+
+# Each builder's answer is the clip's own fact (table-driven: task -> check of one drawn example).
+BUILDER_CASES = {
+    # speech recognition: the answer is the clip's transcript, word for word
+    "transcribe": lambda ex: answer(ex) == ex.item.transcript,
+    # key word: the clip's marked key word, listed among the options
+    "keyword": lambda ex: answer(ex) == ex.item.meta["keywords"][0] and answer(ex) in ex.options,
+    # topic and voice: the clip's own
+    "topic": lambda ex: answer(ex) == ex.item.meta["topic"],
+    "voice": lambda ex: answer(ex) == ex.item.meta["voice"] and set(ex.options) == {"male", "female"},
+    # attribute: a measured level of the clip (never the generator's setting), options = that attribute's levels
+    "attribute": lambda ex: answer(ex) in by_path(ex.item.path).levels.values()
+    and tuple(sorted(ex.options)) in {tuple(sorted(v)) for v in LEVEL_NAMES.values()},
+    # description: every measured level, in the acoustics module's wording
+    "describe": lambda ex: answer(ex).startswith(f"pitch {by_path(ex.item.path).levels['pitch']}"),
+    # emotion: only ever a pretraining-corpus clip, answered with a name of its own wheel point
+    "emotion": lambda ex: by_path(ex.item.path).source == PRETRAIN
+    and wheel_position(answer(ex)) == wheel_position(ex.item.label),
+    # the word's meaning: text only, one of the emotions the lexicon gives the word
+    "word_meaning": lambda ex: ex.audio == [] and ex.item is None and any(
+        wheel_position(answer(ex)) == wheel_position(e) for e in LEXICON[_word_of(ex)] or ("neutral",)),
+    # position: the option listed where the question says
+    "position": lambda ex: answer(ex) == {"first": ex.options[0], "second": ex.options[1], "last": ex.options[-1]}[
+        ex.text.split("listed ")[1].split("?")[0]],
+    # synonym: the option on the same wheel point as the named emotion
+    "synonym": lambda ex: wheel_position(answer(ex)) == wheel_position(ex.text.split("the word ")[1].split("?")[0]),
+}
+
+
+def _word_of(example) -> str:
+    text = example.text
+    if "the word " in text:
+        return text.split("the word ")[1].split(" ")[0]
+    sentence = text.split("'")[1]
+    return next(w for w in sentence.split() if w in LEXICON)
+
+
+@pytest.mark.parametrize("task", sorted(BUILDER_CASES))
+def test_each_builder_answers_the_clips_own_fact(task):
+    made = [ex for ex in draws(only(task), 60) if ex.task == task]
+    assert made, f"no {task} example drawn"
+    for ex in made:
+        assert BUILDER_CASES[task](ex), (task, ex.text, ex.target)
+
+
+def test_comparisons_name_the_clip_with_more_of_the_attribute():
+    t = only("compare")
+    checked = 0
+    for ex in draws(t, 80):
+        if ex.task != "compare":
+            continue
+        first, second = ex.audio
+        # the tasks' audio is a waveform filled with the length of the clip's path: find the clips back
+        a = next(c for c in CLIPS if len(c.item.path) == first[0] and c.item.path == ex.item.path)
+        assert a.item.path == ex.item.path
+        assert answer(ex) in ("first", "second")
+        if "louder" in ex.text:  # energy falls with k in these clips: the lower k is the louder one
+            b_candidates = [c for c in CLIPS if c.source == a.source and len(c.item.path) == second[0]]
+            louder_first = all(a.measurement["energy_db"] > c.measurement["energy_db"] for c in b_candidates)
+            quieter_first = all(a.measurement["energy_db"] < c.measurement["energy_db"] for c in b_candidates)
+            if louder_first or quieter_first:
+                assert answer(ex) == ("first" if louder_first else "second")
+                checked += 1
+    assert checked > 0
+
+
+def test_esr_answers_hold_the_clips_own_transcript_key_word_and_measured_prosody():
+    esr = get_strategy("esr")
+    t = tasks(formats={"esr": 1.0})
+    seen = 0
+    for ex in draws(t, 200):
+        if ex.item is None or not ex.target.startswith("<think><transcript>"):
+            continue
+        parts = esr.reasoning_parts(ex.target)
+        c = by_path(ex.item.path)
+        assert parts["transcript"] == c.item.transcript
+        assert parts["keywords"] == c.keyword
+        assert parts["prosody"].startswith(f"pitch {c.levels['pitch']}")
+        seen += 1
+    assert seen > 20
+
+
+def test_the_emotion_synthesis_says_what_the_key_word_conveys_as_the_lexicon_task_does():
+    esr = get_strategy("esr")
+    for ex in draws(only("emotion", formats={"esr": 1.0}), 30):
+        synthesis = esr.reasoning_parts(ex.target)["synthesis"]
+        c = by_path(ex.item.path)
+        assert synthesis.startswith(c.keyword + " conveys ")
+        assert synthesis.endswith(f"the voice sounds {answer(ex)}")
+    assert meaning_phrase("abacus", "neutral") == "abacus conveys no emotion"
+
+
+def test_no_experiment_clip_is_ever_asked_its_emotion():
+    for ex in draws(tasks(), 1500):
+        if ex.item is not None and by_path(ex.item.path).source == EXPERIMENT:
+            assert ex.task != "emotion"
+            # nor is any question about it answered with its gold label's wheel point by an emotion question
+            assert not ex.text.startswith(("Which emotion does the speaker", "What emotion do you hear", "How does the speaker feel"))
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_an_evaluation_clip_is_refused(split):
+    with pytest.raises(ValueError, match=f"a '{split}' clip may not enter the pretraining data"):
+        tasks(clips=[*CLIPS, clip(999, EXPERIMENT, split=split)])
+
+
+def test_the_draws_are_a_pure_function_of_seed_and_index():
+    a, b = tasks(), tasks()
+    assert [a.example(i).target for i in range(50)] == [b.example(i).target for i in range(50)]
+    assert [a.example(i).target for i in range(50)] != [a.example(i + 50).target for i in range(50)]
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"transcribe": 1.0, "dictation": 1.0}, "unknown tasks \\['dictation'\\]"),  # a misspelt task
+    ({"transcribe": -1.0, "emotion": 2.0}, "weights must be >= 0"),  # a negative weight
+    ({"transcribe": 0.0}, "sum to more than 0"),  # nothing to draw
+])
+def test_bad_task_weights_are_refused(weights, message):
+    with pytest.raises(ValueError, match=message):
+        tasks(weights)
+
+
+def test_emotion_questions_need_the_pretraining_corpus():
+    with pytest.raises(ValueError, match="needs clips of the pretraining corpus"):
+        tasks({"emotion": 1.0}, clips=[c for c in CLIPS if c.source == EXPERIMENT])
+
+
+def test_the_lexicon_file_is_read_as_words_and_the_label_sets_emotions(tmp_path):
+    from emorl.pretraining.lexicon import read_lexicon
+
+    path = tmp_path / "lexicon.json"
+    path.write_text('{"furious": ["anger", "negative"], "trusty": ["trust"], "New York": ["joy"]}')
+    assert read_lexicon(path) == {"furious": ("anger",), "trusty": ()}
+    with pytest.raises(FileNotFoundError, match="pretrain.lexicon.path="):
+        read_lexicon(tmp_path / "missing.json")
+
+
+def test_the_published_lexicon_is_found_and_covers_every_emotion():
+    pytest.importorskip("nrclex")  # the build-time extra (pip install 'emorl[pretrain]')
+    from emorl.pretraining.lexicon import EMOTIONS, read_lexicon
+
+    lexicon = read_lexicon()
+    assert len(lexicon) > 5000
+    assert lexicon["furious"] == ("anger", "disgust")
+    for emotion in EMOTIONS:
+        assert sum(emotion in e for e in lexicon.values()) > 300, emotion
+
+
+def test_pretraining_on_a_fixed_batch_lowers_the_loss(tiny):
+    """The module's loss falls over a few steps on one batch of mixed tasks, text-only questions included."""
+    from emorl.data.batching import Collator
+    from emorl.modules.pretrain import PretrainModule
+
+    model, processor = tiny
+    t = tasks()
+    examples = [t.example(i) for i in range(12)]
+    assert any(ex.audio == [] for ex in examples) and any(len(ex.audio) for ex in examples if ex.audio is not None)
+    batch = Collator(processor)(examples)
+    module = PretrainModule(model, processor, lr=3e-3, warmup_steps=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(8):
+        logits = model(**module.forward_inputs(batch)).logits
+        from emorl.modules.pretrain import token_losses
+
+        per_token = token_losses(logits, batch["labels"])
+        loss = per_token.sum() / (batch["labels"][:, 1:] != -100).sum()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_token_loss_matches_the_models_own_loss(tiny, esr_batch):
+    from emorl.data.batching import Collator, Example
+    from emorl.modules.pretrain import token_losses
+
+    model, processor = tiny
+    ex = [Example(audio=np.zeros(8000, np.float32), text="q", target="<answer>joy</answer>"),
+          Example(audio=[], text="what does glad convey?", target="<answer>joy</answer>")]
+    batch = Collator(processor)(ex)
+    with torch.no_grad():
+        out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask")},
+                    labels=batch["labels"])
+    mine = token_losses(out.logits, batch["labels"])
+    assert float(mine.sum() / (batch["labels"][:, 1:] != -100).sum()) == pytest.approx(float(out.loss), rel=1e-5)
