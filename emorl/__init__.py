@@ -9,3 +9,13 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 # ${emorl.conf_dir:} in configs: files next to the configs (DeepSpeed JSON) wherever emorl runs from.
 OmegaConf.register_new_resolver("emorl.conf_dir", lambda: str(CONF_DIR), replace=True)
+
+
+def _evaluation_dir(ckpt, dataset, what, day, time):
+    from emorl.results import evaluation_dir
+
+    return evaluation_dir(ckpt, dataset, what, day, time)
+
+
+# ${emorl.evaluation_dir:...} in evaluate.yaml: an evaluation of a run goes beside it, never over it.
+OmegaConf.register_new_resolver("emorl.evaluation_dir", _evaluation_dir, replace=True)

@@ -26,8 +26,27 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-#: Settings that may differ between a run and its resumption.
-RESUME_FREE_KEYS = ("paths", "resume", "logger", "num_threads", "trainer.enable_progress_bar")
+#: Settings that may differ between a run and its resumption (where a run lives is not a setting).
+RESUME_FREE_KEYS = ("paths", "resume", "logger", "num_threads", "trainer.enable_progress_bar", "trainer.default_root_dir")
+#: The key of a checkpoint that holds the settings of the run that wrote it.
+SETTINGS_KEY = "emorl_settings"
+
+
+def run_settings(cfg: DictConfig) -> dict:
+    """The settings a resumed run must share with the run that wrote its checkpoint: the config as written,
+    interpolations unresolved (a moved run folder or another cache path changes no setting)."""
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+class SettingsInCheckpoint(Callback):
+    """Stores the run's settings (:func:`run_settings`) in every checkpoint it writes, so that a resume from it,
+    into any folder, is checked against the settings that produced it."""
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[SETTINGS_KEY] = self.settings
 
 
 class CheckpointOnSigterm(Callback):
@@ -123,11 +142,51 @@ class PeriodicCheckpoint(Checkpoint):
             trainer.save_checkpoint(self.path)
 
 
+class MovableModelCheckpoint(ModelCheckpoint):
+    """A best-checkpoint callback that survives a moved or copied run folder.
+
+    Lightning's own, resumed in another folder than the one its state names, keeps the old
+    ``best_model_path`` (the original run's file, or none after a move) and forgets the best score.
+    This one re-bases the paths of its state onto its own folder and restores the score.
+    """
+
+    PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and os.path.normpath(old) != os.path.normpath(self.dirpath):
+            state_dict = rebase_checkpoint_state(state_dict, old, self.dirpath)
+        super().load_state_dict(state_dict)
+
+
+def rebase_checkpoint_state(state: dict, old: str, new: str) -> dict:
+    """A ModelCheckpoint state with the paths under ``old`` moved under ``new``.
+
+    >>> rebase_checkpoint_state({"dirpath": "/a/ck", "best_model_path": "/a/ck/best.ckpt", "best_k_models": {"/a/ck/best.ckpt": 0.5}},
+    ...                         "/a/ck", "/b/ck")
+    {'dirpath': '/b/ck', 'best_model_path': '/b/ck/best.ckpt', 'best_k_models': {'/b/ck/best.ckpt': 0.5}}
+    """
+    def move(path):
+        if not path:
+            return path
+        rel = os.path.relpath(path, old)
+        return path if rel.startswith("..") else os.path.join(new, rel)
+
+    out = dict(state, dirpath=new)
+    for key in MovableModelCheckpoint.PATH_KEYS:
+        if key in out:
+            out[key] = move(out[key])
+    if "best_k_models" in out:
+        out["best_k_models"] = {move(k): v for k, v in out["best_k_models"].items()}
+    return out
+
+
 def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]:
-    """The best-by-val-UA, periodic-last and on-SIGTERM checkpoint callbacks."""
+    """The best-by-val-UA, periodic-last and on-SIGTERM checkpoint callbacks, and the settings each checkpoint holds."""
     every = int(cfg.checkpoint.every_n_steps)
     return {
-        "best": ModelCheckpoint(
+        "settings": SettingsInCheckpoint(run_settings(cfg)),
+        "best": MovableModelCheckpoint(
             dirpath=ckpt_dir, filename="best", monitor="val/ua", mode="max", save_top_k=1,
             auto_insert_metric_name=False, enable_version_counter=False,
         ),
@@ -167,16 +226,42 @@ def resume_path(cfg: DictConfig, ckpt_dir: Path, saved_config: Path) -> str | No
             return None
         raise FileNotFoundError(f"resume={setting}: no such checkpoint")
     check_checkpoint_file(path)
-    if saved_config.exists():
-        import yaml
-
-        changed = settings_changed(yaml.safe_load(saved_config.read_text()), OmegaConf.to_container(cfg, resolve=True))
-        if changed:
-            raise ValueError(
-                f"{path} belongs to a run started with other settings ({'; '.join(changed)}). Resume with the "
-                "same overrides, set resume=null to start over in this directory, or use another hydra.run.dir"
-            )
+    saved = checkpoint_settings(path)
+    if saved is not None:
+        changed = settings_changed(saved, run_settings(cfg))
+    elif saved_config.exists():  # a checkpoint of an earlier emorl: the run folder's resolved config
+        changed = settings_changed(read_saved_config(saved_config), OmegaConf.to_container(cfg, resolve=True))
+    else:
+        raise ValueError(
+            f"{path} records no settings and no {saved_config.name} lies beside it, so nothing shows that it was "
+            "written with these settings. Start over with resume=null, or restore the run's config_resolved.yaml")
+    if changed:
+        raise ValueError(
+            f"{path} belongs to a run started with other settings ({'; '.join(changed)}). Resume with the "
+            "same overrides, set resume=null to start over in this directory, or use another hydra.run.dir"
+        )
     return str(path)
+
+
+def checkpoint_settings(path: Path) -> dict | None:
+    """The settings stored in a checkpoint (:class:`SettingsInCheckpoint`); None for one that holds none."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return checkpoint.get(SETTINGS_KEY) if isinstance(checkpoint, dict) else None
+
+
+def read_saved_config(path: Path) -> dict:
+    """A run folder's ``config_resolved.yaml``; a damaged one stops the resume, naming it."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is damaged ({type(error).__name__}: {str(error).splitlines()[0]}); restore it, or "
+                         "start over with resume=null") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected the run's settings (a YAML mapping), got {type(saved).__name__}; restore "
+                         "it, or start over with resume=null")
+    return saved
 
 
 def check_checkpoint_file(path: Path) -> None:

@@ -14,7 +14,6 @@ the mapping, skipped items), ``predictions.jsonl`` and a confusion matrix into i
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -29,9 +28,15 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test metrics of ``cfg.ckpt`` (or of the configured starting model) on ``cfg.dataset``."""
+    from emorl.results import holds_training_run
     from emorl.runlock import run_directory_lock
 
-    with run_directory_lock(Path(cfg.paths.output_dir), "emorl.evaluate"):
+    out = Path(cfg.paths.output_dir)
+    if holds_training_run(out):
+        raise ValueError(
+            f"hydra.run.dir={out} holds a training run; an evaluation would overwrite its metrics.json. Leave "
+            f"hydra.run.dir out (an evaluation of ckpt=<run> goes to <run>/evaluations/) or choose another folder")
+    with run_directory_lock(out, "emorl.evaluate"):
         return _evaluate(cfg)
 
 
@@ -52,6 +57,7 @@ def _evaluate(cfg: DictConfig) -> dict:
     from emorl.emotions import cross_corpus_mapping, label_set
     from emorl.metrics import plot_confusion
     from emorl.models.loading import load_backbone
+    from emorl.results import write_json_atomic, write_jsonl_atomic
 
     check_run_settings(cfg, training=False)
     if cfg.num_threads:
@@ -106,12 +112,10 @@ def _evaluate(cfg: DictConfig) -> dict:
         "test": result,
         "data": datamodule.summary(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(out / "metrics.json", metrics)
     if mapping:
-        (out / "label_mapping.json").write_text(json.dumps(mapping, indent=2))
-    with open(out / "predictions.jsonl", "w") as f:
-        for row in module.eval_records:
-            f.write(json.dumps(row) + "\n")
+        write_json_atomic(out / "label_mapping.json", mapping)
+    write_jsonl_atomic(out / "predictions.jsonl", module.eval_records)
     plot_confusion(result["confusion"], corpus.labels, out / "confusion_test.png", title=f"{cfg.dataset.name} test")
     log.info("test UA %.4f WA %.4f F1 %.4f unparsed %.4f -> %s",
              result["ua"], result["wa"], result["f1"], result["unparsed_rate"], out / "metrics.json")

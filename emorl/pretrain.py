@@ -87,7 +87,14 @@ def _pretrain(cfg: DictConfig) -> dict:
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from emorl.checkpointing import CheckpointOnSigterm, PeriodicCheckpoint, resume_path, use_atomic_checkpoints
+    from emorl.checkpointing import (
+        CheckpointOnSigterm,
+        PeriodicCheckpoint,
+        SettingsInCheckpoint,
+        resume_path,
+        run_settings,
+        use_atomic_checkpoints,
+    )
     from emorl.data.audio import load_audio
     from emorl.data.batching import Collator
     from emorl.data.pretraining import MixtureData
@@ -134,7 +141,8 @@ def _pretrain(cfg: DictConfig) -> dict:
                        val_examples=validation_examples(val_clips, int(cfg.pretrain.val_clips), audio, int(cfg.seed)))
     trainer = hydra.utils.instantiate(
         cfg.trainer, logger=CSVLogger(run_dir, name="csv", version=""),
-        callbacks=[PeriodicCheckpoint(ckpt_dir / "last.ckpt", int(cfg.pretrain.every_n_steps)),
+        callbacks=[SettingsInCheckpoint(run_settings(cfg)),
+                   PeriodicCheckpoint(ckpt_dir / "last.ckpt", int(cfg.pretrain.every_n_steps)),
                    CheckpointOnSigterm(ckpt_dir / "last.ckpt")])
     use_atomic_checkpoints(trainer)
     trainer.fit(module, datamodule=data, ckpt_path=resume)

@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -112,13 +113,30 @@ def partial_settings(configs: list[dict]) -> dict[str, int]:
     return {k: n for k, n in sorted(counts.items()) if n < len(flat) and not _free(k)}
 
 
-def load_runs(dirs: list[str]) -> list[dict]:
+def damaged_listing(damaged: list[tuple[str, str]]) -> str:
+    """The result files that could not be read, one line each.
+
+    >>> damaged_listing([("a/metrics.json", "JSONDecodeError: ...")])
+    'damaged, left out: a/metrics.json (JSONDecodeError: ...)'
+    """
+    return "\n".join(f"damaged, left out: {path} ({error})" for path, error in damaged)
+
+
+def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> list[dict]:
     """Every ``metrics.json`` under ``dirs``, grouped by (directory given, algo, reward, reasoning,
-    dataset, and every other setting that differs between the runs of that group)."""
+    dataset, and every other setting that differs between the runs of that group).  A file that cannot
+    be read is left out and added to ``damaged`` as ``(file, error)``."""
     runs = []
     for d in dirs:
         for path in sorted(Path(d).rglob("metrics.json")):
-            metrics = json.loads(path.read_text())
+            try:
+                metrics = json.loads(path.read_text())
+                if not isinstance(metrics, dict):
+                    raise ValueError(f"expected a JSON object, got {type(metrics).__name__}")
+            except (ValueError, UnicodeDecodeError) as error:
+                if damaged is not None:
+                    damaged.append((str(path), f"{type(error).__name__}: {error}"))
+                continue
             config_file = path.parent / "config_resolved.yaml"
             cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
             metrics["config"] = cfg or {}
@@ -353,7 +371,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="--paper: also log its tables and plots to W&B as an artifact of the sweep (a run of "
                              "job type 'report' in the sweep's group; offline unless WANDB_MODE=online)")
     args = parser.parse_args(argv)
-    runs = load_runs(args.dirs)
+    missing = [d for d in args.dirs if not Path(d).is_dir()]
+    if missing:
+        raise SystemExit(f"no such folder: {', '.join(missing)} (give run or sweep folders)")
+    damaged: list[tuple[str, str]] = []
+    runs = load_runs(args.dirs, damaged)
+    if damaged:
+        print(damaged_listing(damaged), file=sys.stderr)
     if args.paper:
         from emorl.tables import render
 

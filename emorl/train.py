@@ -40,6 +40,7 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
 
     from emorl import builders
     from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path, use_atomic_checkpoints
+    from emorl.results import write_json_atomic
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -88,7 +89,7 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
             trainer.test(module, datamodule=datamodule, verbose=False)
             metrics["base"] = module.eval_results["test"]
             if trainer.is_global_zero:
-                base_file.write_text(json.dumps(metrics["base"], indent=2))
+                write_json_atomic(base_file, metrics["base"])
         start = time.time()
         if resume is not None:
             log.info("resuming from %s", resume)
@@ -111,11 +112,11 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
         }
         metrics["data"] = datamodule.summary()
         if trainer.is_global_zero:
+            _save_results(run_dir, metrics, labels, module.eval_records)  # the metrics first: a failed export keeps them
             if cfg.save_model:  # a peft adapter with LoRA, the full model otherwise
                 export_model(module.policy, processor, run_dir / "model", cfg, labels, strategy, base_path)
                 if hasattr(module, "save_head"):  # algo=linear_probe: the trained head beside the frozen backbone
                     module.save_head(run_dir / "model")
-            _save_results(run_dir, metrics, labels, module.eval_records)
             _cross_corpus(metrics, cross_corpus, trainer.world_size, None, run_dir)
     except SIGTERMException:
         log.warning(
@@ -131,14 +132,14 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
 def _save_results(run_dir: Path, metrics: dict, labels, records: list[dict], trained_title: str = "trained") -> None:
     """A run's confusion matrices, ``metrics.json`` and the test answers of its model (``predictions.jsonl``)."""
     from emorl.metrics import plot_confusion
+    from emorl.results import write_json_atomic, write_jsonl_atomic
 
+    write_json_atomic(run_dir / "metrics.json", metrics)  # each file whole or not at all, the metrics first
+    write_jsonl_atomic(run_dir / "predictions.jsonl", records)
     for name in ("base", "trained"):
         if name in metrics:
             plot_confusion(metrics[name]["confusion"], labels, run_dir / f"confusion_{name}.png",
                            title=trained_title if name == "trained" else name)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with open(run_dir / "predictions.jsonl", "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in records)
     log.info("metrics written to %s", run_dir / "metrics.json")
 
 
@@ -148,8 +149,10 @@ def _cross_corpus(metrics: dict, configs: dict, world_size: int, base_path: str 
 
     if not configs:
         return
+    from emorl.results import write_json_atomic
+
     metrics["cross_corpus"] = builders.evaluate_cross_corpus(configs, world_size, base_path)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(run_dir / "metrics.json", metrics)
     failed = {name: r["error"] for name, r in metrics["cross_corpus"].items() if "error" in r}
     if failed:
         raise RuntimeError(f"cross-corpus evaluation failed (the run's own results are saved): {failed}")

@@ -52,8 +52,9 @@ def prepare_embedded_base(
         emotion_corpus = SyntheticCorpus(Path(cache_dir) / "synthetic", **pretrain)
     key = fingerprint(
         {
-            "corpus": str(getattr(corpus, "dir", corpus.name)),
-            "pretrain": str(emotion_corpus.dir) if emotion_corpus else None,
+            # the corpora by their content's fingerprint (their folder's name), never by where the cache lies
+            "corpus": Path(str(getattr(corpus, "dir", corpus.name))).name,
+            "pretrain": Path(str(emotion_corpus.dir)).name if emotion_corpus else None,
             "build": build,
             "warm_start": warm_start_settings,
             "strategies": [repr(s) for s in strategies],
