@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
+    for key, least in (("steps", 1), ("warmup", 0), ("prompts", 1), ("generations", 1), ("new_tokens", 1), ("threads", 0)):
+        if getattr(args, key) < least:
+            parser.error(f"--{key.replace('_', '-')} {getattr(args, key)}: give a whole number >= {least}")
+    if args.seconds <= 0:
+        parser.error(f"--seconds {args.seconds}: give a clip length > 0")
 
     settings = {k: getattr(args, k) for k in ("prompts", "generations", "new_tokens", "seconds", "steps", "warmup", "threads")}
     results: dict[str, dict[str, dict]] = {}

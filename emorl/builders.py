@@ -85,7 +85,28 @@ def grpo_settings(cfg: DictConfig):
         raise ValueError(
             f"algo.grpo has no setting {', '.join(unknown)} (added with '+'?); drop it, or pick one of: {', '.join(sorted(known))}"
         )
+    for field in dataclasses.fields(GRPOConfig):
+        if field.name in settings:
+            check_type(f"algo.grpo.{field.name}", settings[field.name], field.type)
     return GRPOConfig(**settings)
+
+
+def check_type(key: str, value, kind) -> None:
+    """Refuse a setting of the wrong type, naming it: ``int`` takes whole numbers only (not ``6.0``, not ``six``),
+    ``float`` takes any number, ``bool`` true or false.
+
+    >>> check_type("algo.grpo.num_generations", 6.0, "int")
+    Traceback (most recent call last):
+    ...
+    ValueError: algo.grpo.num_generations=6.0: set a whole number
+    """
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    is_bool = isinstance(value, bool)
+    ok = {"int": isinstance(value, int) and not is_bool, "float": isinstance(value, (int, float)) and not is_bool,
+          "bool": is_bool, "str": isinstance(value, str)}.get(name, True)
+    if not ok:
+        what = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a name"}[name]
+        raise ValueError(f"{key}={value!r}: set {what}")
 
 
 #: Settings with a fixed set of values: key -> the values it takes.
@@ -96,6 +117,9 @@ CHOICES = {
 }
 #: Settings that are true or false.
 SWITCHES = ("eval.base", "save_model", "data.shuffle_options", "data.check_audio")
+#: Whole-number settings and the least value each takes.
+WHOLE_NUMBERS = {"seed": 0, "num_threads": 0, "data.eval_batch_size": 1, "data.batch_size": 1, "data.num_workers": 0,
+                 "model.seed": 0, "batch_size": 1}
 
 
 def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
@@ -115,6 +139,11 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and not isinstance(value, bool):
             raise ValueError(f"{key}={value!r}: set true or false")
+    for key, least in WHOLE_NUMBERS.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise ValueError(f"{key}={value!r}: set a whole number >= {least}")
+    grpo_settings(cfg)  # types and ranges of algo.grpo, before any corpus or model
     if training:
         steps, epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool)

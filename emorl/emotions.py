@@ -12,7 +12,7 @@ neutral.  Unlike a literal reading of eq. 7, an exact match is always 1, neutral
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -56,23 +56,32 @@ LABEL_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def wheel_position(label: str) -> str:
-    """Return the wheel point of ``label`` (a Plutchik primary or ``neutral``).
+def wheel_position(label: str, wheel: Mapping[str, str] | None = None) -> str:
+    """Return the wheel point of ``label`` (a Plutchik primary or ``neutral``); ``wheel`` places labels emorl
+    does not know (``{"frustrated": "anger"}``, from ``dataset.wheel``).
 
-    >>> wheel_position("happy")
-    'joy'
+    >>> wheel_position("happy"), wheel_position("frustrated", {"frustrated": "anger"})
+    ('joy', 'anger')
     """
     key = label.strip().lower()
+    extra = {str(k).strip().lower(): str(v).strip().lower() for k, v in (wheel or {}).items()}
+    for name, point in extra.items():
+        if point not in PLUTCHIK_ANGLES and point != NEUTRAL:
+            raise ValueError(f"dataset.wheel places {name!r} at {point!r}, which is no point of Plutchik's wheel; "
+                             f"choose one of {', '.join([*PLUTCHIK_ANGLES, NEUTRAL])}")
+    if key in extra:
+        return extra[key]
     if key not in WHEEL_POSITION:
         known = ", ".join(sorted(WHEEL_POSITION))
         raise KeyError(
-            f"emotion label {label!r} has no place on Plutchik's wheel; "
-            f"add it to emorl.emotions.WHEEL_POSITION (known labels: {known})"
+            f"emotion label {label!r} has no place on Plutchik's wheel, which ESWR's similarity needs; give it one: "
+            f"dataset.wheel={{{key}: <one of {', '.join([*PLUTCHIK_ANGLES, NEUTRAL])}>}}, or use reward=bcr "
+            f"(known labels: {known})"
         )
     return WHEEL_POSITION[key]
 
 
-def pair_similarity(a: str, b: str) -> float:
+def pair_similarity(a: str, b: str, wheel: Mapping[str, str] | None = None) -> float:
     """Similarity of two labels, eq. 7 with exact matches at 1.
 
     >>> round(pair_similarity("fear", "surprise"), 4)
@@ -82,7 +91,7 @@ def pair_similarity(a: str, b: str) -> float:
     """
     if a.strip().lower() == b.strip().lower():
         return 1.0
-    pa, pb = wheel_position(a), wheel_position(b)
+    pa, pb = wheel_position(a, wheel), wheel_position(b, wheel)
     if NEUTRAL in (pa, pb):
         return 0.5
     delta = abs(PLUTCHIK_ANGLES[pa] - PLUTCHIK_ANGLES[pb]) % 360.0
@@ -90,7 +99,7 @@ def pair_similarity(a: str, b: str) -> float:
     return 0.5 * (math.cos(math.radians(delta)) + 1.0)
 
 
-def similarity_matrix(labels: Sequence[str]) -> torch.Tensor:
+def similarity_matrix(labels: Sequence[str], wheel: Mapping[str, str] | None = None) -> torch.Tensor:
     """The emotion-state-transition matrix ``S`` of eq. 7 for a label set.
 
     Args:
@@ -109,7 +118,7 @@ def similarity_matrix(labels: Sequence[str]) -> torch.Tensor:
     matrix = torch.empty(c, c, dtype=torch.float32)
     for i, a in enumerate(labels):
         for j, b in enumerate(labels):
-            matrix[i, j] = pair_similarity(a, b)
+            matrix[i, j] = pair_similarity(a, b, wheel)
     return matrix
 
 
@@ -120,9 +129,9 @@ def label_set(name_or_labels: str | Sequence[str]) -> tuple[str, ...]:
             raise KeyError(f"unknown label set {name_or_labels!r}; known: {sorted(LABEL_SETS)}")
         return LABEL_SETS[name_or_labels]
     labels = tuple(str(x) for x in name_or_labels)
-    for label in labels:
-        wheel_position(label)
-    return labels
+    if not labels or any(not label.strip() for label in labels):
+        raise ValueError(f"label set {list(labels)}: every label needs a name")
+    return labels  # any names: only ESWR's similarity (and cross-corpus maps) need their places on the wheel
 
 
 def cross_corpus_mapping(target: Sequence[str], trained: Sequence[str]) -> dict[str, str]:
@@ -139,12 +148,18 @@ def cross_corpus_mapping(target: Sequence[str], trained: Sequence[str]) -> dict[
     >>> mapping["calm"], mapping["fearful"], len(set(mapping.values()))
     ('neutral', 'fearful', 7)
     """
+    def point(label: str) -> str:  # a label without a place on the wheel is a point of its own
+        try:
+            return wheel_position(label)
+        except KeyError:
+            return f"label:{label.strip().lower()}"
+
     trained_at: dict[str, list[str]] = {}
     for label in trained:
-        trained_at.setdefault(wheel_position(label), []).append(label)
+        trained_at.setdefault(point(label), []).append(label)
     target_at: dict[str, list[str]] = {}
     for label in target:
-        target_at.setdefault(wheel_position(label), []).append(label)
+        target_at.setdefault(point(label), []).append(label)
     mapping = {label: label for label in target}
     for point, group in target_at.items():
         if len(group) <= len(trained_at.get(point, [])) or not trained_at.get(point):

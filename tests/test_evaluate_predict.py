@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import compose
+from tests.conftest import ESR_SECTIONS, compose
 from tests.corpus_trees import write_mp4, write_wav
 
 RAVDESS_FILES = {  # name -> RAVDESS label
@@ -61,41 +61,6 @@ def test_evaluate_of_the_base_needs_a_prompt(cache_dir, tmp_path):
         evaluate(cfg)
 
 
-ESR_SECTIONS = {"transcript": "I lost it", "keywords": "lost", "prosody": "pitch low, speed slow", "synthesis": "sad words, low voice"}
-
-
-@pytest.fixture(scope="module")
-def esr_ckpt(tiny_base, tmp_path_factory) -> Path:
-    """The tiny base taught one ESR answer to predict's question (IEMOCAP's labels), exported as emorl exports."""
-    import numpy as np
-
-    from emorl.data.batching import Collator, Example
-    from emorl.emotions import label_set
-    from emorl.models.loading import load_backbone
-    from emorl.prompts import get_strategy
-
-    torch.manual_seed(0)
-    model, processor = load_backbone(tiny_base)
-    esr, labels = get_strategy("esr"), label_set("iemocap4")
-    target = esr.render(answer="sad", sections=ESR_SECTIONS)
-    rng = np.random.default_rng(0)
-    t = [np.arange(int(16000 * seconds)) / 16000 for seconds in (0.3, 0.5, 1.0, 2.0)]
-    clips = [0.3 * np.sin(2 * np.pi * 220.0 * x) for x in t] + [0.1 * rng.standard_normal(x.size) for x in t]
-    batch = Collator(processor)([Example(audio=c.astype(np.float32), text=esr.prompt(labels), target=target) for c in clips])
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask", "labels")}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(120):
-        loss = model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    assert loss.item() < 0.05, f"the ESR answer was not learnt (loss {loss.item():.3f})"
-    out = tmp_path_factory.mktemp("esr") / "model"
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    (out / "emorl.json").write_text(json.dumps({"labels": list(labels), "reasoning": "esr"}))
-    return out
 
 
 def test_predict_reads_any_format_and_prints_emotion_and_reasoning(esr_ckpt, tmp_path, capsys):

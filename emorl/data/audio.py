@@ -38,11 +38,33 @@ def to_mono_16k(wav: np.ndarray, sample_rate: int, source: str = "<array>") -> n
         raise AudioError(f"{source}: audio has zero samples; remove the item or replace the file")
     if not np.isfinite(wav).all():
         raise AudioError(f"{source}: audio holds NaN or infinite samples; re-export the file")
+    check_float_range(wav, source)
     if sample_rate != SAMPLE_RATE:
         import librosa
 
         wav = librosa.resample(wav, orig_sr=sample_rate, target_sr=SAMPLE_RATE)
     return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+#: The largest sample magnitude accepted: float audio lives in [-1, 1]; decoders overshoot a little on clipped
+#: speech, but a peak beyond this is another scale (integer sample values stored as floats).
+MAX_PEAK = 2.0
+
+
+def check_float_range(wav: np.ndarray, source: str = "<array>") -> None:
+    """Refuse audio outside float audio's range: read as is, its loudness (and so its prosody and emotion) is false.
+
+    >>> check_float_range(np.array([0.5, -1.2], np.float32))  # a decoder's overshoot: fine
+    >>> check_float_range(np.array([4000.0], np.float32), "a.wav")
+    Traceback (most recent call last):
+    ...
+    emorl.data.audio.AudioError: a.wav: float samples peak at 4000 (float audio lies within [-1, 1]): the file holds another scale, e.g. 16-bit values stored as floats; rescale it (divide by 32768) or export it as integer PCM
+    """
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    if peak > MAX_PEAK:
+        raise AudioError(f"{source}: float samples peak at {peak:g} (float audio lies within [-1, 1]): the file holds "
+                         "another scale, e.g. 16-bit values stored as floats; rescale it (divide by 32768) or export "
+                         "it as integer PCM")
 
 
 def decode_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
@@ -100,6 +122,9 @@ def load_audio(path: str | Path) -> np.ndarray:
     """Read ``path`` as 16 kHz mono float32, or raise :class:`AudioError` naming the file."""
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise AudioError(f"{path}: a symbolic link that leads to no file (a loop, or a missing target); "
+                             "point it at the audio file or remove the item")
         raise AudioError(f"{path}: audio file not found; check the corpus root and the manifest")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: audio file is empty (0 bytes); re-extract or remove it")
@@ -110,9 +135,13 @@ def load_audio(path: str | Path) -> np.ndarray:
             wav, sample_rate = sf.read(str(path), dtype="float32", always_2d=False)
             declared = sf.info(str(path)).frames
         except Exception as err:  # soundfile raises its own LibsndfileError and RuntimeError
-            raise AudioError(
-                f"{path}: cannot decode audio ({err}); the file is corrupt or not a supported format"
-            ) from err
-        known = 0 < declared < 2**62  # libsndfile gives SF_COUNT_MAX for a length it does not know
-        check_complete(path, len(wav) / sample_rate, declared / sample_rate if known else None)
+            # another container under a sound file's name (an MP4 saved as .wav): FFmpeg reads what libsndfile cannot
+            try:
+                wav, sample_rate = decode_ffmpeg(path)
+            except AudioError as ffmpeg_error:
+                raise AudioError(f"{path}: cannot decode audio (libsndfile: {err}; FFmpeg: {ffmpeg_error}); the file "
+                                 "is corrupt or not a supported format") from err
+        else:
+            known = 0 < declared < 2**62  # libsndfile gives SF_COUNT_MAX for a length it does not know
+            check_complete(path, len(wav) / sample_rate, declared / sample_rate if known else None)
     return to_mono_16k(wav, sample_rate, source=str(path))

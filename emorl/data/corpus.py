@@ -51,6 +51,7 @@ class SkipReport:
     """
 
     MAX_LISTED = 50
+    MAX_LOGGED = 20  # warning lines per kind of defect; the rest are counted
 
     def __init__(self, on_bad_item: str = "error", corpus: str = "corpus") -> None:
         if on_bad_item not in ON_BAD_ITEM:
@@ -70,10 +71,15 @@ class SkipReport:
                 "to skip such items (they are counted in the log and metrics.json)"
             )
         self.skipped[split] += 1
-        self.reasons[reason.split(";")[0][:120]] += 1
+        kind = reason.split(";")[0][:120]
+        self.reasons[kind] += 1
         if len(self.examples) < self.MAX_LISTED:
             self.examples.append(f"{where}: {reason}")
-        log.warning("%s: skipped %s (%s split): %s", self.corpus, where, split, reason)
+        if self.reasons[kind] <= self.MAX_LOGGED:
+            log.warning("%s: skipped %s (%s split): %s", self.corpus, where, split, reason)
+            if self.reasons[kind] == self.MAX_LOGGED:
+                log.warning("%s: further items skipped for %r are counted, not logged (metrics.json: skip_reasons)",
+                            self.corpus, kind)
 
     def exclude(self, label: str, split: str = "unknown") -> None:
         """An item the protocol leaves out on purpose (a label outside the class set)."""

@@ -216,15 +216,33 @@ class EmotionDataModule(L.LightningDataModule):
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": (self.test_split,)}.get(stage or "", ())
         for split in splits:
             self.dataset(split)
+        for split in splits:
+            counts = self.class_counts()[split]
+            log.info("data: %s split clips per label: %s", split, counts)
+            missing = [label for label, n in counts.items() if n == 0]
+            if missing and split == "train" and getattr(self.datasets[split], "items", None):
+                log.warning("data: the train split has no clip of %s (labels %s): the model cannot learn %s from it; "
+                            "check the corpus's labels or dataset.labels", ", ".join(missing), list(self.labels),
+                            "them" if len(missing) > 1 else "it")
         if stage == "fit" and len(self.datasets["train"]) < self.batch_size:
             raise ValueError(
                 f"the train split has {len(self.datasets['train'])} items, fewer than one batch of {self.batch_size}"
             )
 
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Clips per label (every label of the set, zeros included) in each split read so far."""
+        from collections import Counter
+
+        out = {}
+        for split, dataset in self.datasets.items():
+            counts = Counter(item.label for item in getattr(dataset, "items", []))
+            out[split] = {label: int(counts.get(label, 0)) for label in self.labels}
+        return out
+
     def summary(self) -> dict:
-        """Questions per split and the corpus's skip report (for ``metrics.json``)."""
-        out = {"questions": {k: len(v) for k, v in self.datasets.items()}, "truncated": self.truncated,
-               **self.report.summary()}
+        """Questions and clips per label per split, and the corpus's skip report (for ``metrics.json``)."""
+        out = {"questions": {k: len(v) for k, v in self.datasets.items()}, "classes": self.class_counts(),
+               "truncated": self.truncated, **self.report.summary()}
         if self.task_counts:
             out["prosody_tasks"] = self.task_counts
         return out

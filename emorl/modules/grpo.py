@@ -72,6 +72,9 @@ class GRPOConfig:
             raise ValueError(f"algo.grpo.beta must be >= 0, got {self.beta}")
         if self.temperature <= 0:
             raise ValueError(f"algo.grpo.temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"algo.grpo.top_p must lie in (0, 1] (0 keeps no token: every group would lose its "
+                             f"variance), got {self.top_p}")
         if self.entropy_coef < 0:
             raise ValueError(f"algo.grpo.entropy_coef must be >= 0 (a bonus), got {self.entropy_coef}")
         if self.max_resample_rounds < 0:

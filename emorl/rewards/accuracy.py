@@ -57,6 +57,7 @@ def make_eswr_reward(
     alpha_schedule: str | AlphaSchedule = "linear",
     strategy: str | ReasoningStrategy = "ir",
     alpha_horizon: float = 1.0,
+    wheel: dict[str, str] | None = None,
 ) -> Callable[..., list[float]]:
     """Emotion similarity-weighted reward (eq. 8).
 
@@ -64,7 +65,8 @@ def make_eswr_reward(
     else 0.  ``alpha`` follows ``alpha_schedule`` over training progress taken from
     ``trainer_state`` (``global_step / max_steps``), or is given explicitly as ``alpha=``.
     ``alpha_horizon`` is the fraction of training over which the schedule runs (1: all of it;
-    0.5: alpha reaches its end value half-way and stays there).
+    0.5: alpha reaches its end value half-way and stays there).  ``wheel`` places labels emorl does not
+    know on Plutchik's wheel (``dataset.wheel``).
 
     >>> eswr = make_eswr_reward("meld")
     >>> [round(r, 4) for r in eswr(["<answer>fear</answer>"] * 2, label=["surprise", "joy"], alpha=1.0)]
@@ -81,7 +83,10 @@ def make_eswr_reward(
     def schedule(progress: float) -> float:
         return base_schedule(min(progress / alpha_horizon, 1.0))
 
-    matrix = similarity_matrix(labels)
+    try:
+        matrix = similarity_matrix(labels, wheel)
+    except KeyError as error:
+        raise ValueError(str(error).strip("\"'")) from None
     index = {name.lower(): i for i, name in enumerate(labels)}
 
     def accuracy_eswr(completions, label, options=None, trainer_state=None, alpha=None, **kwargs) -> list[float]:
@@ -97,7 +102,7 @@ def make_eswr_reward(
             else:
                 i, j = index.get(pred.lower()), index[str(gold).lower()]
                 # an option outside the label set (another corpus's label) is compared on the wheel
-                s = float(matrix[i, j]) if i is not None else pair_similarity(pred, str(gold))
+                s = float(matrix[i, j]) if i is not None else pair_similarity(pred, str(gold), wheel)
                 rewards.append(a * s if s > gamma else 0.0)
         return rewards
 

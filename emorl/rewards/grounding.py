@@ -221,6 +221,14 @@ def make_grounding_reward(labels=None, strategy=None, vocabulary: Mapping | None
 
     def grounding(completions, prosody=None, transcript=None, **kwargs) -> list[float]:
         n = len(completions)
+        if prosody is None:
+            claiming = next((c for c in completions if prosody_claims(section(c, "prosody") or "", vocabulary)), None)
+            if claiming is not None:
+                raise ValueError(
+                    "the grounding reward got no 'prosody' column, yet completions make prosody claims (e.g. "
+                    f"{section(claiming, 'prosody')!r}): without measurements it would score them as true. Pass "
+                    "prosody=[measured levels per completion] (emorl.acoustics; data.prosody=true in emorl), or None "
+                    "per completion whose clip has no measurement")
         measured = prosody if prosody is not None else [None] * n
         said = transcript if transcript is not None else [None] * n
         out = []

@@ -57,7 +57,7 @@ class ManifestCorpus(Corpus):
         """``(where, row)`` for every row of the manifest."""
         if not self.path.is_file():
             raise CorpusError(f"dataset.path={self.path}: manifest not found; give the path of a .jsonl or .csv manifest")
-        text = self.path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
+        text = read_manifest_text(self.path)
         if self.path.suffix.lower() == ".csv":
             reader = csv.DictReader(io.StringIO(text))  # quoted fields may hold newlines
             if not {"path", "label"} <= set(reader.fieldnames or []):
@@ -91,7 +91,7 @@ class ManifestCorpus(Corpus):
             path = Path(row["path"])
             if not path.is_absolute():
                 path = self.root / path
-                if not path.resolve().is_relative_to(self.root.resolve()):
+                if not inside(path, self.root):
                     self.report.bad(where, f"relative path {row['path']!r} leaves the corpus folder {self.root} "
                                     "(relative paths are read inside dataset.audio_root); give an absolute path", split_value or "unknown")
                     continue
@@ -113,3 +113,32 @@ class ManifestCorpus(Corpus):
             raise CorpusError(f"{self.path}: no usable rows")
         assert {i.split for i in items} <= set(SPLITS)
         return items
+
+
+def read_manifest_text(path: Path) -> str:
+    """A manifest's text: UTF-8 (a byte-order mark, as spreadsheet exports write, is not data) or UTF-16 with its
+    byte-order mark; anything else is refused, naming the file.
+
+    >>> import tempfile; f = Path(tempfile.mkdtemp()) / "m.csv"; _ = f.write_bytes("path,label\\n".encode("utf-16"))
+    >>> read_manifest_text(f)
+    'path,label\\n'
+    """
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the manifest as "
+                          "UTF-8 (or UTF-16 with a byte-order mark)") from None
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, its links followed, lies inside ``root`` (a link loop leads nowhere: not inside)."""
+    import os
+
+    try:
+        return Path(os.path.realpath(path, strict=True)).is_relative_to(os.path.realpath(root))
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root)) and not path.is_symlink()
+
