@@ -226,7 +226,7 @@ def gradient_norm(parameters) -> Tensor:
     """The L2 norm of every gradient together (what norm clipping compares with its threshold); 0 with none.
 
     >>> p = torch.nn.Parameter(torch.zeros(2)); p.grad = torch.tensor([3.0, 4.0])
-    >>> float(gradient_norm([p]))
+    >>> round(float(gradient_norm([p])), 6)
     5.0
     """
     norms = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
@@ -262,7 +262,7 @@ def token_log_probs(logits: Tensor, tokens: Tensor, temperature: float = 1.0, su
     distribution the tokens were drawn from.
 
     >>> logits = torch.zeros(1, 1, 4)
-    >>> token_log_probs(logits, torch.tensor([[0]])).exp().item()  # uniform over 4 tokens
+    >>> round(token_log_probs(logits, torch.tensor([[0]])).exp().item(), 6)  # uniform over 4 tokens
     0.25
     >>> round(token_log_probs(logits, torch.tensor([[0]]), suppress_ids=[3]).exp().item(), 4)  # over 3
     0.3333

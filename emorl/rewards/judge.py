@@ -80,7 +80,7 @@ def expected_score(digit_logits: torch.Tensor) -> torch.Tensor:
 def rubric_reward(scores: torch.Tensor) -> torch.Tensor:
     """Mean over the dimensions of ``(score - 1) / 4``: (N, D) ratings in [1, 5] -> (N,) in [0, 1].
 
-    >>> rubric_reward(torch.tensor([[5.0, 5, 1, 1], [3.0, 3, 3, 3]])).tolist()
+    >>> [round(x, 6) for x in rubric_reward(torch.tensor([[5.0, 5, 1, 1], [3.0, 3, 3, 3]])).tolist()]
     [0.5, 0.5]
     """
     return ((scores - 1.0) / 4.0).mean(dim=-1)
