@@ -100,6 +100,68 @@ def clipped_surrogate(
     return per_token_loss, ratio, clipped
 
 
+def shaped_off_policy_surrogate(logp: Tensor, advantages: Tensor, gamma: float = 0.1) -> Tensor:
+    """LUFFY's policy shaping for off-policy (guided) tokens, negated as a per-token loss (Yan et al. 2025,
+    arXiv 2504.14945, eq. 6): ``-A * f(p)`` with ``f(p) = p / (p + gamma)``, ``p = exp(logp)``, no clipping.
+
+    The gradient, ``-A * gamma / (p + gamma)^2 * p * grad(logp)``, weighs the low-probability tokens of an
+    expert's completion more than the plain importance ratio ``p`` would (which vanishes with ``p``).
+
+    Args:
+        logp: (N, T) log-probs of the guided tokens under the current policy (with gradient).
+        advantages: (N,).
+        gamma: the shaping constant (LUFFY: 0.1).
+
+    Returns:
+        (N, T) per-token loss.
+
+    >>> logp = torch.log(torch.tensor([[0.1, 0.9]]))
+    >>> [round(x, 4) for x in shaped_off_policy_surrogate(logp, torch.tensor([1.0])).tolist()[0]]
+    [-0.5, -0.9]
+    """
+    if gamma <= 0:
+        raise ValueError(f"the shaping constant gamma must be > 0, got {gamma}")
+    p = torch.exp(logp)
+    return -advantages.unsqueeze(1) * (p / (p + gamma))
+
+
+# --------------------------------------------------------------------------- guided groups
+def guide_none(correct: Tensor, share: float, generator: torch.Generator | None = None) -> Tensor:
+    """No group is guided: (P, G) -> (P,) all False."""
+    return torch.zeros(correct.shape[0], dtype=torch.bool)
+
+
+def guide_failed(correct: Tensor, share: float, generator: torch.Generator | None = None) -> Tensor:
+    """The groups none of whose G samples is correct (no signal on their own): (P, G) bool -> (P,) bool.
+
+    >>> guide_failed(torch.tensor([[False, False], [True, False]]), 0.0).tolist()
+    [True, False]
+    """
+    return ~correct.any(dim=1)
+
+
+def guide_share(correct: Tensor, share: float, generator: torch.Generator | None = None) -> Tensor:
+    """Each group with probability ``share`` (drawn from ``generator``): (P, G) -> (P,) bool."""
+    return torch.rand(correct.shape[0], generator=generator) < share
+
+
+def guide_failed_or_share(correct: Tensor, share: float, generator: torch.Generator | None = None) -> Tensor:
+    """The failed groups, and every other group with probability ``share``."""
+    return guide_failed(correct, share) | guide_share(correct, share, generator)
+
+
+GUIDANCE: dict[str, Callable[..., Tensor]] = {
+    "off": guide_none,
+    "failed": guide_failed,
+    "share": guide_share,
+    "failed_or_share": guide_failed_or_share,
+}
+
+
+def get_guidance(name: str) -> Callable[..., Tensor]:
+    return _lookup(GUIDANCE, name, "guidance")
+
+
 # --------------------------------------------------------------------------- aggregation
 def agg_grpo(per_token_loss: Tensor, mask: Tensor, *, total_sequences: int, **_) -> Tensor:
     """Mean over each sequence's tokens, then over sequences (GRPO).
@@ -162,6 +224,8 @@ def grpo_loss(
     num_micro_batches: int = 1,
     entropy: Tensor | None = None,
     entropy_coef: float = 0.0,
+    off_policy: Tensor | None = None,
+    shaping_gamma: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The GRPO objective on one (micro-)batch of completions.
 
@@ -177,6 +241,9 @@ def grpo_loss(
         entropy: (N, T) the policy's per-token entropy (with gradient when ``entropy_coef`` > 0).
         entropy_coef: weight of the entropy bonus: ``- entropy_coef * H`` joins each token's loss
             and is aggregated like it (0: none).
+        off_policy: (N,) bool, True for completions the policy did not sample (guided groups' gold
+            completions): their tokens take :func:`shaped_off_policy_surrogate` (``shaping_gamma``) in
+            place of the clipped ratio.  None: every completion is on-policy (the plain GRPO loss).
 
     Returns:
         ``(loss, metrics)``: scalar loss; metrics are detached scalars (``kl``,
@@ -187,6 +254,12 @@ def grpo_loss(
         old_logp = logp.detach()
     per_token_loss, ratio, clipped = clipped_surrogate(logp, old_logp, advantages, eps_low, eps_high)
     metrics: dict[str, Tensor] = {}
+    if off_policy is not None and bool(off_policy.any()):
+        rows = off_policy.to(torch.bool).unsqueeze(1)
+        shaped = shaped_off_policy_surrogate(logp, advantages, shaping_gamma)
+        per_token_loss = torch.where(rows, shaped, per_token_loss)
+        clipped = clipped & ~rows
+        metrics["off_policy_share"] = off_policy.float().mean()
     if beta != 0.0:
         if ref_logp is None:
             raise ValueError("beta != 0 needs reference log-probs (ref_logp)")

@@ -143,7 +143,15 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
             raise ValueError(f"{key}={value!r}: set a whole number >= {least}")
-    grpo_settings(cfg)  # types and ranges of algo.grpo, before any corpus or model
+    grpo = grpo_settings(cfg)  # types and ranges of algo.grpo, before any corpus or model
+    if grpo is not None:
+        from emorl import algos
+
+        think = OmegaConf.select(cfg, "reasoning.think_tag")
+        if algos.get_guidance(grpo.guidance) is not algos.guide_none and think and not OmegaConf.select(cfg, "data.prosody"):
+            raise ValueError(
+                f"algo.grpo.guidance={grpo.guidance} with reasoning={OmegaConf.select(cfg, 'reasoning.name')} writes gold "
+                "reasoning from each clip's measured prosody: set data.prosody=true (or reasoning=ir)")
     if training:
         steps, epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool)
@@ -212,6 +220,10 @@ def resolve_model_path(cfg: DictConfig, corpus, strategy) -> str:
     base serves every run seed, as one pretrained checkpoint does.
     """
     if cfg.model.pretrained:
+        from emorl.pretraining.card import ASSET_DIR, verify
+
+        if Path(str(cfg.model.pretrained)).resolve() == ASSET_DIR.resolve():
+            verify(ASSET_DIR)  # the shipped base is the one its card describes, byte for byte
         return str(cfg.model.pretrained)
     from emorl.data.synthetic import SyntheticCorpus
     from emorl.models.embedded import prepare_embedded_base

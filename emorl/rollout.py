@@ -60,6 +60,30 @@ def concat(rollouts: list[Rollout], prompt: dict, pad_id: int) -> Rollout:
     )
 
 
+def replace_completions(ro: Rollout, rows: list[int], ids: list[list[int]], texts: list[str], pad_id: int) -> Rollout:
+    """``ro`` with the completions of ``rows`` replaced by token sequences ``ids`` (each ending with its end
+    token) and their ``texts``; the completions are padded to the longest (guided groups' gold answers).
+
+    >>> ro = Rollout(prompt={}, prompt_index=torch.tensor([0, 0]), completion_ids=torch.tensor([[5, 9], [6, 9]]),
+    ...              completion_mask=torch.tensor([[1, 1], [1, 1]]), texts=["a", "b"])
+    >>> new = replace_completions(ro, [1], [[7, 8, 9]], ["g"], pad_id=0)
+    >>> new.completion_ids.tolist(), new.completion_mask.tolist(), new.texts
+    ([[5, 9, 0], [7, 8, 9]], [[1, 1, 0], [1, 1, 1]], ['a', 'g'])
+    """
+    width = max([ro.completion_ids.shape[1], *(len(x) for x in ids)])
+    pad = lambda x, value: torch.nn.functional.pad(x, (0, width - x.shape[1]), value=value)  # noqa: E731
+    completion_ids, mask = pad(ro.completion_ids, pad_id).clone(), pad(ro.completion_mask, 0).clone()
+    out_texts = list(ro.texts)
+    for row, tokens, text in zip(rows, ids, texts, strict=True):
+        completion_ids[row] = pad_id
+        mask[row] = 0
+        completion_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=completion_ids.dtype)
+        mask[row, : len(tokens)] = 1
+        out_texts[row] = text
+    return Rollout(prompt=ro.prompt, prompt_index=ro.prompt_index, completion_ids=completion_ids, completion_mask=mask,
+                   texts=out_texts)
+
+
 def merge_batches(batches: list[dict], pad_id: int) -> dict:
     """Several collated batches of prompts as one (prompts left-padded to the longest, columns joined).
 

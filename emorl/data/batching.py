@@ -165,6 +165,7 @@ class Collator:
         batch["transcript"] = [e.item.transcript if e.item else "" for e in examples]
         batch["prosody"] = [e.prosody for e in examples]
         batch["task"] = [e.task for e in examples]
+        batch["keywords"] = [list((e.item.meta or {}).get("keywords") or []) if e.item else [] for e in examples]
         return batch
 
     def _supervised_labels(self, batch, examples, prompts) -> torch.Tensor:

@@ -97,8 +97,9 @@ class EmotionModule(L.LightningModule):
         """Training metrics averaged over the last (up to) 10 steps."""
         if not self.recent_train_metrics:
             return {}
-        keys = self.recent_train_metrics[-1].keys()
-        return {k: sum(m.get(k, 0.0) for m in self.recent_train_metrics) / len(self.recent_train_metrics) for k in keys}
+        keys = dict.fromkeys(k for m in self.recent_train_metrics for k in m)  # some (per-class) appear in some steps
+        return {k: sum(m[k] for m in self.recent_train_metrics if k in m) / sum(k in m for m in self.recent_train_metrics)
+                for k in keys}
 
     # ------------------------------------------------------- distribution
     def deepspeed(self) -> dict | None:

@@ -18,7 +18,7 @@ from emorl import algos, rollout
 from emorl.data.corpus import fingerprint
 from emorl.distributed import global_mean
 from emorl.modules.base import EmotionModule
-from emorl.prompts import ReasoningStrategy, parse_label
+from emorl.prompts import ReasoningStrategy, gold_response, parse_label
 from emorl.rewards.combine import RewardSet
 from emorl.rewards.grounding import faithfulness
 
@@ -50,6 +50,9 @@ class GRPOConfig:
     entropy_coef: float = 0.0  # entropy bonus: - entropy_coef x the policy's per-token entropy joins the loss
     dynamic_sampling: bool = False  # DAPO: replace groups whose rewards are all equal by groups of fresh prompts
     max_resample_rounds: int = 3  # dynamic sampling: at most this many extra draws of prompts_per_step prompts
+    guidance: str = "off"  # guided groups (LUFFY): off | failed | share | failed_or_share (emorl.algos.GUIDANCE)
+    guidance_share: float = 0.0  # share of groups guided under share / failed_or_share
+    guidance_gamma: float = 0.1  # LUFFY's shaping constant for the gold completion's tokens
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -84,6 +87,14 @@ class GRPOConfig:
                 lookup(getattr(self, key))
             except ValueError as error:
                 raise ValueError(f"algo.grpo.{key}={getattr(self, key)!r}: {error}") from None
+        try:
+            algos.get_guidance(self.guidance)
+        except ValueError as error:
+            raise ValueError(f"algo.grpo.guidance={self.guidance!r}: {error}") from None
+        if not 0.0 <= self.guidance_share <= 1.0:
+            raise ValueError(f"algo.grpo.guidance_share must lie in [0, 1], got {self.guidance_share}")
+        if self.guidance_gamma <= 0:
+            raise ValueError(f"algo.grpo.guidance_gamma must be > 0 (LUFFY: 0.1), got {self.guidance_gamma}")
         if self.advantage_scale not in ("group", "none"):
             raise ValueError(f"algo.grpo.advantage_scale={self.advantage_scale!r} is not one of group, none (Dr. GRPO)")
 
@@ -126,6 +137,14 @@ def planned_updates(max_steps: int | None, max_epochs: int | None, batches_per_e
             "(ESWR's alpha) need one; set trainer.max_steps or trainer.max_epochs"
         )
     return max(min(bounds), 1)
+
+
+class GoldSource:
+    """What the gold response of a guided group is built from: the prompt's transcript and key words."""
+
+    def __init__(self, batch: dict, index: int) -> None:
+        self.transcript = (batch.get("transcript") or [""] * len(batch["label"]))[index]
+        self.meta = {"keywords": (batch.get("keywords") or [[]] * len(batch["label"]))[index]}
 
 
 class GRPOModule(EmotionModule):
@@ -304,8 +323,13 @@ class GRPOModule(EmotionModule):
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
         progress = self._progress()  # before this step's updates: what the rewards see
         batch, ro, total, components, sampling = self.sample_groups(batch, progress)
+        ro, total, components, off_policy = self.guide(batch, ro, total, components, progress)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
+        if off_policy is not None:
+            sampling = {**sampling, "guided_share": float(off_policy.float().sum()) * cfg.num_generations / len(off_policy),
+                        "guided_advantage": float(advantages[off_policy.to(device)].mean())}
+            off_policy = off_policy.to(device)
         mask = ro.completion_mask.float()
         ref_logp = self.reference_log_probs(ro) if cfg.beta > 0 else None
         # the sampling policy's log-probs, for the clipped ratio of the second and later updates
@@ -340,6 +364,8 @@ class GRPOModule(EmotionModule):
                     num_micro_batches=len(chunks),
                     entropy=entropy if cfg.entropy_coef else entropy.detach(),
                     entropy_coef=cfg.entropy_coef,
+                    off_policy=None if off_policy is None else off_policy[chunk],
+                    shaping_gamma=cfg.guidance_gamma,
                 )
                 self.manual_backward(loss)
                 update_loss += loss.detach()  # micro-batch losses add up to the update's loss
@@ -353,12 +379,55 @@ class GRPOModule(EmotionModule):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        self._log_train(total, components, advantages, mask, step_metrics, batch, ro, progress, sampling)
+        self._log_train(total, components, advantages, mask, step_metrics, batch, ro, progress, sampling, off_policy)
 
-    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro, progress, sampling) -> None:
+    def guide(self, batch: dict, ro: rollout.Rollout, total, components, progress):
+        """Guided groups (LUFFY, Yan et al. 2025): in each group the guidance rule picks (``algo.grpo.guidance``),
+        the last sample is replaced by the gold completion (the strategy's gold response: the answer for IR,
+        reasoning from the clip's transcript and measured prosody for EUR / ESR), scored by the same rewards.
+
+        Returns ``(rollout, total, components, off_policy)``; ``off_policy`` (N,) marks the gold rows, None when
+        no group was guided (the step is then exactly an unguided one).
+        """
+        cfg, g = self.algo, self.algo.num_generations
+        options = [opts for opts in batch["options"] for _ in range(g)]
+        labels = [label for label in batch["label"] for _ in range(g)]
+        preds = [parse_label(self.strategy.extract_answer(t), o) for t, o in zip(ro.texts, options, strict=True)]
+        correct = torch.tensor([p is not None and p == y for p, y in zip(preds, labels, strict=True)]).view(-1, g)
+        key = {"seed": self.seed, "rank": self.global_rank, "step": self.rollout_batches, "what": "guidance"}
+        generator = torch.Generator().manual_seed(int(fingerprint(key), 16) % 2**63)
+        guided = algos.get_guidance(cfg.guidance)(correct, cfg.guidance_share, generator)
+        if not bool(guided.any()):
+            return ro, total, components, None
+        tok = self.processor.tokenizer
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        end = end if end in self.end_ids else self.end_ids[0]
+        rows, ids, texts = [], [], []
+        for group in torch.nonzero(guided).flatten().tolist():
+            text = gold_response(self.strategy, batch["label"][group], item=GoldSource(batch, group),
+                                 levels=(batch.get("prosody") or [None] * len(batch["label"]))[group])
+            rows.append(group * g + g - 1)
+            ids.append(tok(text, add_special_tokens=False)["input_ids"] + [end])
+            texts.append(text)
+        ro = rollout.replace_completions(ro, rows, ids, texts, tok.pad_token_id)
+        total, components = self.score(ro, batch, progress)
+        off_policy = torch.zeros(len(ro.texts), dtype=torch.bool)
+        off_policy[rows] = True
+        return ro, total, components, off_policy
+
+    def _log_train(self, total, components, advantages, mask, step_metrics, batch, ro, progress, sampling,
+                   off_policy=None) -> None:
         g = self.algo.num_generations
         options = [opts for opts in batch["options"] for _ in range(g)]
         preds = [parse_label(self.strategy.extract_answer(t), o) for t, o in zip(ro.texts, options, strict=True)]
+        golds = [label for label in batch["label"] for _ in range(g)]
+        sampled = [off_policy is None or not bool(off_policy[i]) for i in range(len(preds))]
+        # per gold class present in the step: the share of its sampled (not guided) completions that answer it
+        accuracy = {}
+        for label in self.labels:
+            mine = [p == y for p, y, s in zip(preds, golds, sampled, strict=True) if s and y == label]
+            if mine:
+                accuracy[f"train/accuracy/{label}"] = torch.tensor(sum(mine) / len(mine))
         values = {
             "train/reward_mean": total.mean(),
             "train/reward_std": total.std(),
@@ -366,6 +435,7 @@ class GRPOModule(EmotionModule):
             "train/valid_answer_rate": torch.tensor(sum(p is not None for p in preds) / len(preds)),
             "train/advantage_abs": advantages.abs().mean(),
             **{f"train/{k}": torch.tensor(v) for k, v in sampling.items()},
+            **accuracy,
         }
         # the label distribution of the samples: a class whose share reaches 0 gets no signal again
         for label in self.labels:

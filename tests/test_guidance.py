@@ -1,0 +1,120 @@
+"""Guided groups (LUFFY): the gold completion in a group that has none, its shaped ratio, and the switch off."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from emorl import algos
+from emorl.modules.grpo import GRPOConfig, GRPOModule, TrainingProgress
+from emorl.rollout import Rollout
+
+LABELS = ("neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise")
+
+
+def test_the_shaped_ratios_gradient_is_lufffys_hand_computed_value():
+    # f(p) = p / (p + g); d(-A f)/d(log p) = -A * g * p / (p + g)^2: p=0.2, g=0.1, A=2 -> -2 * 0.02 / 0.09
+    logp = torch.log(torch.tensor([[0.2]])).requires_grad_(True)
+    loss = algos.shaped_off_policy_surrogate(logp, torch.tensor([2.0]), gamma=0.1).sum()
+    loss.backward()
+    assert logp.grad.item() == pytest.approx(-2 * 0.1 * 0.2 / 0.3**2, rel=1e-5)
+    # the plain policy gradient's weight at the same token would be -A * 1 (ratio 1): shaping keeps a low-p
+    # token's gradient from vanishing with p while bounding the high-p ones
+    assert abs(logp.grad.item()) < 2.0
+
+
+def test_grpo_loss_takes_the_shaped_ratio_on_guided_rows_only():
+    torch.manual_seed(0)
+    logp = torch.log(torch.rand(3, 4) * 0.9 + 0.05)
+    adv, mask = torch.tensor([1.0, -0.5, 2.0]), torch.ones(3, 4)
+    plain, _ = algos.grpo_loss(logp, None, None, adv, mask, beta=0.0)
+    unchanged, _ = algos.grpo_loss(logp, None, None, adv, mask, beta=0.0, off_policy=torch.zeros(3, dtype=torch.bool))
+    assert torch.equal(plain, unchanged)  # no guided row: bitwise the unguided loss
+    guided, metrics = algos.grpo_loss(logp, None, None, adv, mask, beta=0.0,
+                                      off_policy=torch.tensor([False, False, True]), shaping_gamma=0.1)
+    on_policy = -(adv[:2, None] * torch.ones(2, 4)).mean(dim=1).sum()  # ratio 1 in value on sampled rows
+    shaped = algos.shaped_off_policy_surrogate(logp[2:], adv[2:], 0.1).mean()
+    assert float(guided) == pytest.approx(float((on_policy + shaped) / 3), rel=1e-6)
+    assert float(metrics["off_policy_share"]) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("rule, correct, expected", [
+    ("off", [[False, False], [True, False]], [False, False]),  # the paper's method: nothing guided
+    ("failed", [[False, False], [True, False]], [True, False]),  # only the group with no correct sample
+    ("failed_or_share", [[False, False], [True, False]], [True, True]),  # share 1: every group as well
+])
+def test_guidance_rules(rule, correct, expected):
+    assert algos.get_guidance(rule)(torch.tensor(correct), 1.0, torch.Generator().manual_seed(0)).tolist() == expected
+
+
+def test_an_unknown_guidance_rule_is_refused_with_the_rules():
+    with pytest.raises(ValueError, match="algo.grpo.guidance='gold'.*Supported guidances"):
+        GRPOConfig(guidance="gold")
+
+
+def guided_module(tiny, guidance: str, cfg_factory):
+    from hydra.utils import instantiate
+
+    from emorl.builders import build_rewards
+    from emorl.models.loading import end_token_ids
+
+    model, processor = tiny
+    cfg = cfg_factory("reward=bcr", "reasoning=ir")
+    module = GRPOModule.__new__(GRPOModule)
+    torch.nn.Module.__init__(module)
+    module.algo = GRPOConfig(num_generations=3, prompts_per_step=2, micro_batch_size=3, guidance=guidance)
+    module.strategy = instantiate(cfg.reasoning)
+    module.rewards = build_rewards(cfg.reward, module.strategy, LABELS)
+    module.processor, module.end_ids, module.seed, module.rollout_batches = processor, end_token_ids(model, processor), 0, 0
+    module._trainer = None  # no trainer: process 0
+    return module
+
+
+def test_a_guided_sample_is_the_only_positive_advantage_of_an_otherwise_all_wrong_group(tiny, cfg_factory):
+    module = guided_module(tiny, "failed", cfg_factory)
+    texts = ["<answer>anger</answer>", "<answer>fear</answer>", "<answer>anger</answer>",  # gold joy: all wrong
+             "<answer>anger</answer>", "<answer>joy</answer>", "anger"]  # gold anger: one right
+    ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(3), completion_ids=torch.zeros(6, 2, dtype=torch.long),
+                 completion_mask=torch.ones(6, 2), texts=texts)
+    batch = {"label": ["joy", "anger"], "options": [LABELS, LABELS]}
+    progress = TrainingProgress(global_step=0, max_steps=10)
+    total, components = module.score(ro, batch, progress)
+    new, total, components, off_policy = module.guide(batch, ro, total, components, progress)
+    assert off_policy.tolist() == [False, False, True, False, False, False]
+    assert new.texts[2] == "<answer>joy</answer>" and new.texts[3:] == texts[3:]
+    ids = new.completion_ids[2][new.completion_mask[2].bool()].tolist()
+    assert module.processor.tokenizer.decode(ids, skip_special_tokens=True) == "<answer>joy</answer>"
+    adv = algos.group_advantages(total, 3)
+    assert adv[2] > 0 and (adv[:2] < 0).all()  # the gold completion alone is pushed up in its group
+    assert torch.equal(adv[3:], algos.group_advantages(module.score(ro, batch, progress)[0], 3)[3:])
+
+
+def test_with_guidance_off_the_step_is_untouched(tiny, cfg_factory):
+    module = guided_module(tiny, "off", cfg_factory)
+    ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(3), completion_ids=torch.zeros(6, 2, dtype=torch.long),
+                 completion_mask=torch.ones(6, 2), texts=["<answer>anger</answer>"] * 6)
+    batch = {"label": ["joy", "joy"], "options": [LABELS, LABELS]}
+    progress = TrainingProgress(global_step=0, max_steps=10)
+    total, components = module.score(ro, batch, progress)
+    out = module.guide(batch, ro, total, components, progress)
+    assert out[0] is ro and out[1] is total and out[3] is None
+
+
+def test_guided_reasoning_needs_measured_prosody(cfg_factory):
+    from emorl.builders import check_run_settings
+
+    with pytest.raises(ValueError, match="set data.prosody=true"):
+        check_run_settings(cfg_factory("reasoning=esr", "algo.grpo.guidance=failed"))
+    check_run_settings(cfg_factory("reasoning=esr", "algo.grpo.guidance=failed", "data.prosody=true"))
+
+
+def test_a_guided_run_trains_and_logs_the_guided_share_and_per_class_accuracy(cfg_factory):
+    from emorl.train import train
+
+    cfg = cfg_factory("reward=bcr", "reasoning=ir", "eval.base=false", "trainer.max_steps=1",
+                      "algo.grpo.guidance=share", "algo.grpo.guidance_share=1.0", "algo.grpo.dynamic_sampling=false")
+    metrics, _ = train(cfg)
+    final = metrics["train"]["final"]
+    assert final["train/guided_share"] == pytest.approx(1.0)  # share 1: every group holds its gold completion
+    assert final["train/guided_advantage"] > 0  # the gold answer is the group's best
+    assert any(k.startswith("train/accuracy/") for k in final)
