@@ -114,6 +114,7 @@ CHOICES = {
     "checkpoint.select": ("best", "last"),
     "data.test_split": ("train", "val", "test", "all"),
     "model.dtype": ("float32", "bfloat16", "float16"),
+    "data.balance": ("none", "class"),
 }
 #: Settings that are true or false.
 SWITCHES = ("eval.base", "save_model", "data.shuffle_options", "data.check_audio")

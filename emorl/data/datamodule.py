@@ -13,7 +13,7 @@ import torch
 from emorl.data.audio import SAMPLE_RATE, AudioError, load_audio
 from emorl.data.batching import Collator, EmotionQuestions
 from emorl.data.corpus import Item, SkipReport
-from emorl.data.sampling import EpochBatchSampler, ResumableLoader
+from emorl.data.sampling import EpochBatchSampler, ResumableLoader, class_balance_weights
 from emorl.prompts import ReasoningStrategy, gold_response
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class EmotionDataModule(L.LightningDataModule):
         prosody: bool = False,
         cache_dir: str | None = None,
         task_alternation: bool = False,
+        balance: str = "none",
         training_task: str = "emotion",
         comparison_share: float = 0.5,
     ) -> None:
@@ -107,6 +108,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.shuffle_options = shuffle_options
         self.options_seed = options_seed
         self.seed = seed
+        self.balance = balance
         self.test_split = test_split
         self.targets = targets
         self.prosody = prosody
@@ -257,8 +259,10 @@ class EmotionDataModule(L.LightningDataModule):
         dataset = self.dataset("train")
         trainer = getattr(self, "trainer", None)
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        labels = [item.label for item in dataset.items] if hasattr(dataset, "items") else [""] * len(dataset)
+        weights = class_balance_weights(labels, self.balance)  # None: a permutation per epoch
         sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank,
-                                    alternate=self.task_alternation)
+                                    alternate=self.task_alternation, weights=weights)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self._collate())
 
     def random_train_batch(self, size: int, seed: int) -> dict:

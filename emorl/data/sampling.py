@@ -28,10 +28,12 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     True
     >>> [min(b) >= 10 for b in EpochBatchSampler(10, 2, alternate=True)]  # task alternation: odd batches
     [False, True, False, True, False]
+    >>> sorted({i for b in EpochBatchSampler(4, 2, weights=[0, 1, 0, 1]) for i in b})  # weights 0: never drawn
+    [1, 3]
     """
 
     def __init__(self, n: int, batch_size: int, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-                 alternate: bool = False) -> None:
+                 alternate: bool = False, weights=None) -> None:
         if n < batch_size * num_replicas:
             raise ValueError(f"{n} items are fewer than one batch of {batch_size} on each of {num_replicas} processes")
         if not 0 <= rank < num_replicas:
@@ -42,6 +44,10 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.alternate = alternate  # odd batches ask the second task of the same items: indices n + i
+        # per-item weights: each epoch draws n items with replacement in proportion to them (class balance)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and (len(self.weights) != n or not (self.weights >= 0).all() or self.weights.sum() <= 0):
+            raise ValueError(f"sampler weights: {len(self.weights)} non-negative weights with a positive sum for {n} items")
         self.epoch = 0
         self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip on the next pass
 
@@ -61,7 +67,10 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.n, generator=generator).tolist()
+        if self.weights is None:
+            order = torch.randperm(self.n, generator=generator).tolist()
+        else:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist()
         start = self.start_batch()
         self._skip = None
         size = self.batch_size * self.num_replicas
@@ -92,3 +101,27 @@ class ResumableLoader(torch.utils.data.DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self.batch_sampler.resume(state["epoch"], state["batches"])
+
+
+def inverse_class_frequency(labels) -> list[float]:
+    """Each gold class equally likely: an item weighs 1 / its class's count.
+
+    >>> inverse_class_frequency(["a", "a", "a", "b"])
+    [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
+    """
+    from collections import Counter
+
+    counts = Counter(labels)
+    return [1.0 / counts[label] for label in labels]
+
+
+#: ``data.balance``: how the training prompts are drawn. ``none``: each item once an epoch (a permutation);
+#: ``class``: items drawn with replacement, each gold class equally likely.
+BALANCE = {"none": lambda labels: None, "class": inverse_class_frequency}
+
+
+def class_balance_weights(labels, mode: str = "none") -> list[float] | None:
+    """The per-item sampling weights of ``data.balance`` (None: no weights)."""
+    if mode not in BALANCE:
+        raise ValueError(f"data.balance={mode!r} is not one of {', '.join(BALANCE)}")
+    return BALANCE[mode](list(labels))
