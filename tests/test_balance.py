@@ -46,13 +46,14 @@ def test_an_unknown_balance_is_refused(cfg_factory):
         check_run_settings(cfg_factory("data.balance=classes"))
 
 
-def test_the_datamodule_draws_its_training_prompts_by_data_balance(small_corpus):
+def test_the_datamodule_draws_its_training_prompts_by_data_balance(small_corpus, tiny):
     from emorl.data.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     dm = EmotionDataModule(corpus=small_corpus, strategy=get_strategy("ir"), batch_size=2, check_audio=False,
                            balance="class")
     dm.setup("fit")
+    dm.use_processor(tiny[1])
     sampler = dm.train_dataloader().batch_sampler
     labels = [item.label for item in dm.dataset("train").items]
     assert sampler.weights.tolist() == pytest.approx(class_balance_weights(labels, "class"))
