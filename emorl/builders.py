@@ -149,10 +149,14 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
         from emorl import algos
 
         think = OmegaConf.select(cfg, "reasoning.think_tag")
-        if algos.get_guidance(grpo.guidance) is not algos.guide_none and think and not OmegaConf.select(cfg, "data.prosody"):
+        gold = {"algo.grpo.guidance": grpo.guidance} if algos.get_guidance(grpo.guidance) is not algos.guide_none else {}
+        if grpo.sft_coef or grpo.sft_coef_end:
+            gold["algo.grpo.sft_coef"] = grpo.sft_coef
+        if gold and think and not OmegaConf.select(cfg, "data.prosody"):
+            key, value = next(iter(gold.items()))
             raise ValueError(
-                f"algo.grpo.guidance={grpo.guidance} with reasoning={OmegaConf.select(cfg, 'reasoning.name')} writes gold "
-                "reasoning from each clip's measured prosody: set data.prosody=true (or reasoning=ir)")
+                f"{key}={value} with reasoning={OmegaConf.select(cfg, 'reasoning.name')} writes gold reasoning from each "
+                "clip's measured prosody: set data.prosody=true (or reasoning=ir)")
     if training:
         steps, epochs = OmegaConf.select(cfg, "trainer.max_steps"), OmegaConf.select(cfg, "trainer.max_epochs")
         whole = lambda v: isinstance(v, int) and not isinstance(v, bool)

@@ -118,3 +118,34 @@ def test_a_guided_run_trains_and_logs_the_guided_share_and_per_class_accuracy(cf
     assert final["train/guided_share"] == pytest.approx(1.0)  # share 1: every group holds its gold completion
     assert final["train/guided_advantage"] > 0  # the gold answer is the group's best
     assert any(k.startswith("train/accuracy/") for k in final)
+
+
+# ------------------------------------------------------------------ SFT-RL mixing (CHORD)
+def test_the_sft_term_is_the_gold_answers_cross_entropy(tiny, cfg_factory, small_corpus):
+    from emorl.data.batching import Collator, EmotionQuestions
+
+    model, processor = tiny
+    module = guided_module(tiny, "off", cfg_factory)
+    module.policy, module.suppress_ids = model, []
+    questions = EmotionQuestions(small_corpus.items("test")[:3], module.strategy, small_corpus.labels)
+    examples = [questions[i] for i in range(3)]
+    batch = Collator(processor)(examples)
+    with torch.no_grad():
+        mine = module.sft_loss(batch)
+        for e in examples:
+            e.target = f"<answer>{e.label}</answer>"
+        supervised = Collator(processor)(examples)
+        inputs = {k: supervised[k] for k in ("input_ids", "attention_mask", "input_features", "feature_attention_mask")}
+        reference = model(**inputs, labels=supervised["labels"]).loss
+    assert float(mine) == pytest.approx(float(reference), rel=1e-4)
+
+
+def test_a_mixed_run_logs_its_sft_share_and_loss(cfg_factory):
+    from emorl.train import train
+
+    cfg = cfg_factory("reward=bcr", "reasoning=ir", "eval.base=false", "trainer.max_steps=2",
+                      "algo.grpo.sft_coef=0.5", "algo.grpo.sft_coef_end=0.0", "algo.grpo.dynamic_sampling=false")
+    metrics, _ = train(cfg)
+    final = metrics["train"]["final"]
+    assert final["train/sft_coef"] == pytest.approx((0.5 + 0.25) / 2)  # mu at steps 0 and 1 of 2, averaged
+    assert final["train/sft_loss"] > 0

@@ -53,6 +53,8 @@ class GRPOConfig:
     guidance: str = "off"  # guided groups (LUFFY): off | failed | share | failed_or_share (emorl.algos.GUIDANCE)
     guidance_share: float = 0.0  # share of groups guided under share / failed_or_share
     guidance_gamma: float = 0.1  # LUFFY's shaping constant for the gold completion's tokens
+    sft_coef: float = 0.0  # CHORD's mu at the start: loss = (1 - mu) * GRPO + mu * SFT on the step's gold responses
+    sft_coef_end: float | None = None  # mu at the end (linear over training; None: constant sft_coef)
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -95,6 +97,10 @@ class GRPOConfig:
             raise ValueError(f"algo.grpo.guidance_share must lie in [0, 1], got {self.guidance_share}")
         if self.guidance_gamma <= 0:
             raise ValueError(f"algo.grpo.guidance_gamma must be > 0 (LUFFY: 0.1), got {self.guidance_gamma}")
+        for key in ("sft_coef", "sft_coef_end"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"algo.grpo.{key} must lie in [0, 1] (CHORD's mu), got {value}")
         if self.advantage_scale not in ("group", "none"):
             raise ValueError(f"algo.grpo.advantage_scale={self.advantage_scale!r} is not one of group, none (Dr. GRPO)")
 
@@ -137,6 +143,18 @@ def planned_updates(max_steps: int | None, max_epochs: int | None, batches_per_e
             "(ESWR's alpha) need one; set trainer.max_steps or trainer.max_epochs"
         )
     return max(min(bounds), 1)
+
+
+def sft_mix(start: float, end: float | None, progress: TrainingProgress) -> float:
+    """CHORD's mu at this step: ``start`` decayed linearly to ``end`` over the run (constant when ``end`` is None).
+
+    >>> sft_mix(0.5, 0.0, TrainingProgress(global_step=50, max_steps=100)), sft_mix(0.2, None, TrainingProgress(9, 10))
+    (0.25, 0.2)
+    """
+    if end is None:
+        return float(start)
+    share = min(1.0, progress.global_step / max(1, progress.max_steps))
+    return float(start + (end - start) * share)
 
 
 class GoldSource:
@@ -341,6 +359,7 @@ class GRPOModule(EmotionModule):
         chunks = [slice(i, i + cfg.micro_batch_size) for i in range(0, n, cfg.micro_batch_size)]
         optimizer = self.optimizers()
         step_metrics: dict[str, list[torch.Tensor]] = {}
+        mu = sft_mix(cfg.sft_coef, cfg.sft_coef_end, progress)  # CHORD's SFT share (0: plain GRPO)
         for _ in range(cfg.num_iterations):
             update_loss = torch.zeros((), device=device)
             for chunk in chunks:
@@ -367,10 +386,16 @@ class GRPOModule(EmotionModule):
                     off_policy=None if off_policy is None else off_policy[chunk],
                     shaping_gamma=cfg.guidance_gamma,
                 )
-                self.manual_backward(loss)
+                self.manual_backward(loss if mu == 0 else (1.0 - mu) * loss)
                 update_loss += loss.detach()  # micro-batch losses add up to the update's loss
                 for key, value in metrics.items():
                     step_metrics.setdefault(key, []).append(value)
+            if mu > 0:  # CHORD: (1 - mu) * GRPO (scaled at its backward passes) + mu * SFT
+                sft = self.sft_loss(batch)
+                self.manual_backward(mu * sft)
+                update_loss = (1.0 - mu) * update_loss + mu * sft.detach()
+                step_metrics.setdefault("sft_loss", []).append(sft.detach())
+                step_metrics.setdefault("sft_coef", []).append(torch.tensor(mu))
             step_metrics.setdefault("loss", []).append(update_loss)
             if not self.deepspeed():  # DeepSpeed clips by its own config ("gradient_clipping")
                 # before clipping: a norm far above max_grad_norm means every update is scaled down
@@ -380,6 +405,38 @@ class GRPOModule(EmotionModule):
             optimizer.zero_grad(set_to_none=True)
 
         self._log_train(total, components, advantages, mask, step_metrics, batch, ro, progress, sampling, off_policy)
+
+    def gold_completions(self, batch: dict, prompts: list[int]) -> tuple[list[list[int]], list[str]]:
+        """The gold response of each of ``prompts`` (the strategy's: the answer for IR, reasoning from the clip's
+        transcript and measured prosody for EUR / ESR), as token ids ending with the end-of-turn token, and as text."""
+        tok = self.processor.tokenizer
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        end = end if end in self.end_ids else self.end_ids[0]
+        ids, texts = [], []
+        for i in prompts:
+            text = gold_response(self.strategy, batch["label"][i], item=GoldSource(batch, i),
+                                 levels=(batch.get("prosody") or [None] * len(batch["label"]))[i])
+            ids.append(tok(text, add_special_tokens=False)["input_ids"] + [end])
+            texts.append(text)
+        return ids, texts
+
+    def sft_loss(self, batch: dict) -> torch.Tensor:
+        """Cross-entropy of the step's prompts' gold responses under the policy (token mean): the SFT term
+        that ``algo.grpo.sft_coef`` mixes in (CHORD)."""
+        prompts = list(range(len(batch["label"])))
+        ids, texts = self.gold_completions(batch, prompts)
+        inputs = rollout.model_inputs(batch)
+        width = max(len(x) for x in ids)
+        pad_id = self.processor.tokenizer.pad_token_id
+        completion_ids = torch.full((len(ids), width), pad_id, dtype=torch.long, device=inputs["input_ids"].device)
+        mask = torch.zeros((len(ids), width), device=inputs["input_ids"].device)
+        for row, tokens in enumerate(ids):
+            completion_ids[row, : len(tokens)] = torch.tensor(tokens, device=completion_ids.device)
+            mask[row, : len(tokens)] = 1
+        gold = rollout.Rollout(prompt=inputs, prompt_index=torch.tensor(prompts, device=completion_ids.device),
+                               completion_ids=completion_ids, completion_mask=mask, texts=texts)
+        logp = rollout.completion_log_probs(self.policy, gold, 1.0, self.algo.share_prompt, self.suppress_ids)
+        return -(logp * mask).sum() / mask.sum().clamp(min=1.0)
 
     def guide(self, batch: dict, ro: rollout.Rollout, total, components, progress):
         """Guided groups (LUFFY, Yan et al. 2025): in each group the guidance rule picks (``algo.grpo.guidance``),
@@ -399,17 +456,10 @@ class GRPOModule(EmotionModule):
         guided = algos.get_guidance(cfg.guidance)(correct, cfg.guidance_share, generator)
         if not bool(guided.any()):
             return ro, total, components, None
-        tok = self.processor.tokenizer
-        end = tok.convert_tokens_to_ids("<|im_end|>")
-        end = end if end in self.end_ids else self.end_ids[0]
-        rows, ids, texts = [], [], []
-        for group in torch.nonzero(guided).flatten().tolist():
-            text = gold_response(self.strategy, batch["label"][group], item=GoldSource(batch, group),
-                                 levels=(batch.get("prosody") or [None] * len(batch["label"]))[group])
-            rows.append(group * g + g - 1)
-            ids.append(tok(text, add_special_tokens=False)["input_ids"] + [end])
-            texts.append(text)
-        ro = rollout.replace_completions(ro, rows, ids, texts, tok.pad_token_id)
+        groups = torch.nonzero(guided).flatten().tolist()
+        ids, texts = self.gold_completions(batch, groups)
+        rows = [group * g + g - 1 for group in groups]
+        ro = rollout.replace_completions(ro, rows, ids, texts, self.processor.tokenizer.pad_token_id)
         total, components = self.score(ro, batch, progress)
         off_policy = torch.zeros(len(ro.texts), dtype=torch.bool)
         off_policy[rows] = True
