@@ -152,6 +152,8 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
         gold = {"algo.grpo.guidance": grpo.guidance} if algos.get_guidance(grpo.guidance) is not algos.guide_none else {}
         if grpo.sft_coef or grpo.sft_coef_end:
             gold["algo.grpo.sft_coef"] = grpo.sft_coef
+        if grpo.buffer_every:
+            gold["algo.grpo.buffer_every"] = grpo.buffer_every
         if gold and think and not OmegaConf.select(cfg, "data.prosody"):
             key, value = next(iter(gold.items()))
             raise ValueError(

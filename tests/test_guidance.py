@@ -149,3 +149,30 @@ def test_a_mixed_run_logs_its_sft_share_and_loss(cfg_factory):
     final = metrics["train"]["final"]
     assert final["train/sft_coef"] == pytest.approx((0.5 + 0.25) / 2)  # mu at steps 0 and 1 of 2, averaged
     assert final["train/sft_loss"] > 0
+
+
+# ------------------------------------------------------------------ the failure buffer (ReLIFT)
+def test_prompts_no_sample_answered_enter_the_buffer_oldest_dropped(tiny, cfg_factory):
+    module = guided_module(tiny, "off", cfg_factory)
+    module.algo = GRPOConfig(num_generations=2, prompts_per_step=2, micro_batch_size=2, buffer_every=1, buffer_size=2)
+    module.failed_prompts = ["old.wav"]
+    ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(2), completion_ids=torch.zeros(4, 1),
+                 completion_mask=torch.ones(4, 1),
+                 texts=["<answer>anger</answer>", "<answer>fear</answer>", "<answer>joy</answer>", "x"])
+    batch = {"label": ["joy", "joy"], "options": [LABELS, LABELS], "paths": ["a.wav", "b.wav"]}
+    module.remember_failures(batch, ro)
+    assert module.failed_prompts == ["old.wav", "a.wav"]  # b.wav had a right sample
+    module.remember_failures({**batch, "paths": ["c.wav", "d.wav"]}, ro)
+    assert module.failed_prompts == ["a.wav", "c.wav"]  # two kept, the oldest dropped
+    module.best_val_ua, module.best_val_step, module.recent_train_metrics = 0.0, 0, []
+    assert module.extra_state()["failed_prompts"] == ["a.wav", "c.wav"]  # saved in checkpoints: resumed with the run
+
+
+def test_a_buffered_run_trains_on_its_failed_prompts(cfg_factory):
+    from emorl.train import train
+
+    cfg = cfg_factory("reward=bcr", "reasoning=ir", "eval.base=false", "trainer.max_steps=1",
+                      "algo.grpo.buffer_every=1", "algo.grpo.dynamic_sampling=false")
+    metrics, objects = train(cfg)
+    final = metrics["train"]["final"]
+    assert final["train/buffer_prompts"] >= 1 and final["train/buffer_sft_loss"] > 0  # the untrained base fails

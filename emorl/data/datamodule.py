@@ -265,6 +265,13 @@ class EmotionDataModule(L.LightningDataModule):
                                     alternate=self.task_alternation, weights=weights)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self._collate())
 
+    def train_batch_of(self, paths: list[str]) -> dict:
+        """The training questions of the clips ``paths``, collated (the failure buffer's prompts)."""
+        dataset = self.dataset("train")
+        if getattr(self, "_train_index", None) is None:
+            self._train_index = {item.path: i for i, item in enumerate(dataset.items)}
+        return self._collate()([dataset[self._train_index[p]] for p in paths])
+
     def random_train_batch(self, size: int, seed: int) -> dict:
         """``size`` training questions drawn at random by ``seed``, collated (extra prompts for dynamic sampling)."""
         dataset = self.dataset("train")

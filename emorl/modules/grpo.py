@@ -55,6 +55,9 @@ class GRPOConfig:
     guidance_gamma: float = 0.1  # LUFFY's shaping constant for the gold completion's tokens
     sft_coef: float = 0.0  # CHORD's mu at the start: loss = (1 - mu) * GRPO + mu * SFT on the step's gold responses
     sft_coef_end: float | None = None  # mu at the end (linear over training; None: constant sft_coef)
+    buffer_every: int = 0  # ReLIFT: every this many steps, SFT on prompts no sample answered (0: off)
+    buffer_size: int = 256  # failed prompts kept (the oldest dropped first)
+    buffer_batch: int = 8  # failed prompts trained on at a time
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -97,6 +100,9 @@ class GRPOConfig:
             raise ValueError(f"algo.grpo.guidance_share must lie in [0, 1], got {self.guidance_share}")
         if self.guidance_gamma <= 0:
             raise ValueError(f"algo.grpo.guidance_gamma must be > 0 (LUFFY: 0.1), got {self.guidance_gamma}")
+        for key, least in (("buffer_every", 0), ("buffer_size", 1), ("buffer_batch", 1)):
+            if getattr(self, key) < least:
+                raise ValueError(f"algo.grpo.{key} must be >= {least}, got {getattr(self, key)}")
         for key in ("sft_coef", "sft_coef_end"):
             value = getattr(self, key)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -204,6 +210,7 @@ class GRPOModule(EmotionModule):
         self.rewards = rewards
         self.algo = algo
         self.rollout_batches = 0
+        self.failed_prompts: list[str] = []  # ReLIFT's buffer: clips no sample of their group answered
 
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self):
@@ -212,11 +219,29 @@ class GRPOModule(EmotionModule):
         return super().configure_optimizers()
 
     def extra_state(self) -> dict:
-        return {**super().extra_state(), "rollout_batches": self.rollout_batches}
+        return {**super().extra_state(), "rollout_batches": self.rollout_batches, "failed_prompts": list(self.failed_prompts)}
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
         self.rollout_batches = state.get("rollout_batches", 0)
+        self.failed_prompts = list(state.get("failed_prompts", []))
+
+    def remember_failures(self, batch: dict, ro: rollout.Rollout) -> None:
+        """Add the prompts none of whose samples answered correctly to the buffer (ReLIFT), oldest dropped."""
+        g = self.algo.num_generations
+        options = [opts for opts in batch["options"] for _ in range(g)]
+        labels = [label for label in batch["label"] for _ in range(g)]
+        preds = [parse_label(self.strategy.extract_answer(t), o) for t, o in zip(ro.texts, options, strict=True)]
+        right = torch.tensor([p == y for p, y in zip(preds, labels, strict=True)]).view(-1, g).any(dim=1)
+        for i in torch.nonzero(~right).flatten().tolist():
+            path = batch["paths"][i]
+            if path not in self.failed_prompts:
+                self.failed_prompts.append(path)
+        del self.failed_prompts[: max(0, len(self.failed_prompts) - self.algo.buffer_size)]
+
+    def buffer_due(self) -> bool:
+        every = self.algo.buffer_every
+        return bool(every) and (self.rollout_batches + 1) % every == 0 and bool(self.failed_prompts)
 
     # ------------------------------------------------------------- training
     def _progress(self) -> TrainingProgress:
@@ -341,6 +366,8 @@ class GRPOModule(EmotionModule):
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
         progress = self._progress()  # before this step's updates: what the rewards see
         batch, ro, total, components, sampling = self.sample_groups(batch, progress)
+        if cfg.buffer_every:
+            self.remember_failures(batch, ro)
         ro, total, components, off_policy = self.guide(batch, ro, total, components, progress)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
@@ -396,6 +423,15 @@ class GRPOModule(EmotionModule):
                 update_loss = (1.0 - mu) * update_loss + mu * sft.detach()
                 step_metrics.setdefault("sft_loss", []).append(sft.detach())
                 step_metrics.setdefault("sft_coef", []).append(torch.tensor(mu))
+            if self.buffer_due():  # ReLIFT: the failed prompts' gold responses join this update
+                taken = self.failed_prompts[: cfg.buffer_batch]
+                failed = self.trainer.datamodule.train_batch_of(taken)
+                failed = {k: v.to(device) if torch.is_tensor(v) else v for k, v in failed.items()}
+                buffered = self.sft_loss(failed)
+                self.manual_backward(buffered)
+                del self.failed_prompts[: len(taken)]
+                step_metrics.setdefault("buffer_sft_loss", []).append(buffered.detach())
+                step_metrics.setdefault("buffer_prompts", []).append(torch.tensor(float(len(taken))))
             step_metrics.setdefault("loss", []).append(update_loss)
             if not self.deepspeed():  # DeepSpeed clips by its own config ("gradient_clipping")
                 # before clipping: a norm far above max_grad_norm means every update is scaled down
