@@ -161,11 +161,19 @@ def _pretrain(cfg: DictConfig) -> dict:
             "clips": {"experiment_train": sum(c.source == "experiment" for c in clips),
                       "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips)},
             "lexicon_words": len(lexicon),
+            "git_commit": git_commit(),
             "validation": module.last_val,
         }
         (run_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
         log.info("the embedded base is in %s: %s", out, summary)
     return summary
+
+
+def git_commit() -> str | None:
+    """The commit of the code that ran (None outside a git checkout)."""
+    from emorl.pretraining.card import git_commit as commit_of
+
+    return commit_of(Path(__file__).parent)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pretrain")

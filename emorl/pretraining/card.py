@@ -102,7 +102,7 @@ def publish(run_dir: Path, out: Path = ASSET_DIR, evaluations: Sequence[Path] = 
     card = {
         "name": "emorl embedded base (tiny Qwen2-Audio)",
         "command": " ".join(["python -m emorl.pretrain", *args]),
-        "git_commit": git_commit(run_dir) or git_commit(Path(__file__).parent),
+        "git_commit": summary.get("git_commit") or git_commit(Path(__file__).parent),
         "summary": summary,
         "config": {k: config[k] for k in ("seed", "model", "pretrain", "dataset") if k in config},
         "zero_shot": zero_shot_scores(evaluations),
