@@ -24,6 +24,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from emorl.runs import flatten
+
 log = logging.getLogger(__name__)
 
 #: Settings that may differ between a run and its resumption (where a run lives is not a setting).
@@ -195,22 +197,13 @@ def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]
     }
 
 
-def _flatten(node, prefix: str = "") -> dict[str, object]:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
 def settings_changed(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ between two resolved configs, ignoring :data:`RESUME_FREE_KEYS`.
 
     >>> settings_changed({"seed": 0, "paths": {"a": 1}}, {"seed": 1, "paths": {"a": 2}})
     ['seed: 0 -> 1']
     """
-    a, b = _flatten(saved), _flatten(current)
+    a, b = flatten(saved), flatten(current)
     free = lambda key: any(key == k or key.startswith(k + ".") for k in RESUME_FREE_KEYS)
     return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if not free(k) and a.get(k) != b.get(k)]
 

@@ -18,6 +18,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from emorl.runs import read_log, validation_curve, window_means
+from emorl.tables import paper_corpus
+
 
 def _mean_curves(curves: list[dict[int, float]]) -> tuple[list[int], list[float]]:
     """Steps and the mean over ``curves`` at each step any of them has."""
@@ -44,9 +47,6 @@ def bar_chart(labels: list[str], ours: list[tuple[float, float] | None], paper: 
 
 def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path) -> list[Path]:
     """Every plot of the module docstring that the runs have data for; returns the files written."""
-    from emorl.report import read_log, validation_curve, window_means
-    from emorl.tables import paper_corpus
-
     written = []
     for name in ("table1", "table3"):
         layout = paper[name]

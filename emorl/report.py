@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import math
 import statistics
 import sys
 from collections import defaultdict
@@ -30,146 +28,19 @@ from pathlib import Path
 
 import yaml
 
-
-def algo_and_reward(cfg: dict, default_algo: str) -> tuple[str, str]:
-    """A run's algorithm and reward names from its resolved config (the reward only for GRPO).
-
-    >>> algo_and_reward({"algo": {"name": "sft"}, "reward": {"name": "eswr"}}, default_algo="grpo")
-    ('sft', '-')
-    """
-    algo = (cfg.get("algo") or {}).get("name", default_algo)
-    return algo, (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
-
-
-#: Settings that never make two runs unlike: where they were written, how they logged, the seed, and the
-#: fold of a cross-validated corpus (a row averages its folds as it averages its seeds; see :func:`fold_note`).
-FOLD_KEYS = ("dataset.fold", "dataset.corpus.fold", "dataset.test_session", "dataset.corpus.test_session")
-FREE_KEYS = ("seed", "paths", "hydra", "logger", "resume", "num_threads", "trainer.enable_progress_bar",
-             "trainer.default_root_dir", *FOLD_KEYS)
-
-
-def fold_note(configs: list[dict]) -> str | None:
-    """Which folds a row averages (None when its runs have one fold or none): ``dataset.fold``, else
-    IEMOCAP's ``dataset.test_session`` (the other fold key :data:`FOLD_KEYS` frees).
-
-    >>> fold_note([{"dataset": {"fold": 2}}, {"dataset": {"fold": 1}}, {"dataset": {"fold": 2}}])
-    'folds 1, 2 averaged'
-    >>> fold_note([{"dataset": {"fold": None, "test_session": s}} for s in (5, 4)])
-    'folds 4, 5 averaged'
-    """
-    def fold(config: dict):
-        dataset = config.get("dataset") or {}
-        return dataset.get("fold") if dataset.get("fold") is not None else dataset.get("test_session")
-
-    folds = sorted({fold(c) for c in configs} - {None})
-    return f"folds {', '.join(map(str, folds))} averaged" if len(folds) > 1 else None
-
-
-def flatten(node, prefix: str = "") -> dict[str, object]:
-    """``{"a.b": 1}`` for ``{"a": {"b": 1}}``; lists are values.
-
-    >>> flatten({"a": {"b": 1, "c": [1, 2]}, "d": None})
-    {'a.b': 1, 'a.c': [1, 2], 'd': None}
-    """
-    if not isinstance(node, dict):
-        return {prefix[:-1]: node}
-    out: dict[str, object] = {}
-    for key, value in node.items():
-        out.update(flatten(value, f"{prefix}{key}."))
-    return out
-
-
-def differing_settings(configs: list[dict]) -> list[str]:
-    """Keys whose values differ between runs' resolved configs, besides :data:`FREE_KEYS`, keys that
-    hold the run's seed in every run (``data.seed: ${seed}``) and keys that only some of the runs
-    record (:func:`partial_settings`: a setting a later version added).
-
-    >>> differing_settings([{"seed": 0, "data": {"seed": 0}, "model": {"lr": 1e-4}},
-    ...                     {"seed": 1, "data": {"seed": 1}, "model": {"lr": 3e-4}, "data2": {"new": False}}])
-    ['model.lr']
-    """
-    flat = [flatten(c) for c in configs]
-    keys = set.intersection(*(set(f) for f in flat)) if flat else set()
-    seeded = lambda k: all(f.get(k) == f.get("seed") for f in flat)
-    return [k for k in sorted(keys) if not _free(k) and not seeded(k) and len({repr(f.get(k)) for f in flat}) > 1]
-
-
-def _free(key: str) -> bool:
-    return any(key == f or key.startswith(f + ".") for f in FREE_KEYS)
-
-
-def partial_settings(configs: list[dict]) -> dict[str, int]:
-    """Keys that some runs' configs record and others lack (with how many record them): settings a
-    later version of emorl added, or ``+key`` additions.  They do not split a row; the report lists them.
-
-    >>> partial_settings([{"a": 1}, {"a": 1, "data": {"task_alternation": False}}, {"a": 2}])
-    {'data.task_alternation': 1}
-    """
-    flat = [flatten(c) for c in configs]
-    counts: dict[str, int] = defaultdict(int)
-    for f in flat:
-        for k in f:
-            counts[k] += 1
-    return {k: n for k, n in sorted(counts.items()) if n < len(flat) and not _free(k)}
-
-
-def damaged_listing(damaged: list[tuple[str, str]]) -> str:
-    """The result files that could not be read, one line each.
-
-    >>> damaged_listing([("a/metrics.json", "JSONDecodeError: ...")])
-    'damaged, left out: a/metrics.json (JSONDecodeError: ...)'
-    """
-    return "\n".join(f"damaged, left out: {path} ({error})" for path, error in damaged)
-
-
-def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> list[dict]:
-    """Every ``metrics.json`` under ``dirs``, grouped by (directory given, algo, reward, reasoning,
-    dataset, and every other setting that differs between the runs of that group).  A file that cannot
-    be read is left out and added to ``damaged`` as ``(file, error)``."""
-    runs = []
-    for d in dirs:
-        for path in sorted(Path(d).rglob("metrics.json")):
-            try:
-                metrics = json.loads(path.read_text())
-                if not isinstance(metrics, dict):
-                    raise ValueError(f"expected a JSON object, got {type(metrics).__name__}")
-            except (ValueError, UnicodeDecodeError) as error:
-                if damaged is not None:
-                    damaged.append((str(path), f"{type(error).__name__}: {error}"))
-                continue
-            config_file = path.parent / "config_resolved.yaml"
-            cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-            metrics["config"] = cfg or {}
-            metrics["group"] = (
-                Path(d).name,
-                *algo_and_reward(cfg, default_algo="grpo"),
-                (cfg.get("reasoning") or {}).get("name", "?"),
-                (cfg.get("dataset") or {}).get("name", "?"),
-            )
-            metrics["path"] = str(path.parent)
-            runs.append(metrics)
-    by_group: dict[tuple, list[dict]] = defaultdict(list)
-    for run in runs:
-        if "test" not in run:  # training runs; evaluations are grouped by what they evaluated
-            by_group[run["group"]].append(run)
-    for rs in by_group.values():
-        keys = differing_settings([r["config"] for r in rs])
-        folds = fold_note([r["config"] for r in rs])
-        for r in rs:
-            flat = flatten(r["config"])
-            described = [f"{k}={flat.get(k)}" for k in keys] + ([folds] if folds else [])
-            r["group"] = (*r["group"], ", ".join(described) or "-")
-        partial = partial_settings([r["config"] for r in rs])
-        for r in rs:
-            r["partial"] = {k: (n, len(rs)) for k, n in partial.items()}
-    return runs
-
-
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+from emorl.runs import (  # noqa: F401  (the runs layer; re-exported for callers of emorl.report)
+    algo_and_reward,
+    damaged_listing,
+    differing_settings,
+    flatten,
+    fold_note,
+    load_runs,
+    mean_std,
+    partial_settings,
+    read_log,
+    validation_curve,
+    window_means,
+)
 
 
 def table(runs: list[dict]) -> str:
@@ -227,37 +98,6 @@ def run_listing(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def read_log(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's CSV log (``csv/*/metrics.csv``), numbers only; [] when there is none."""
-    files = sorted(Path(run_dir).glob("csv/*/metrics.csv"))
-    if not files:
-        return []
-    with open(files[-1], newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-
-
-def validation_curve(rows: list[dict[str, float]]) -> dict[int, float]:
-    """``{step: val/ua}`` of one run's log.
-
-    >>> validation_curve([{"step": 49.0, "val/ua": 0.3}, {"step": 49.0, "train/loss": 1.0}, {"step": 99.0, "val/ua": 0.4}])
-    {49: 0.3, 99: 0.4}
-    """
-    return {int(r["step"]): r["val/ua"] for r in rows if "val/ua" in r}
-
-
-def window_means(rows: list[dict[str, float]], key: str, width: int) -> dict[int, float]:
-    """Mean of ``key`` over training steps ``[k*width, (k+1)*width)``, by window start ``k*width``.
-
-    >>> window_means([{"step": 0.0, "h": 1.0}, {"step": 1.0, "h": 3.0}, {"step": 2.0, "h": 5.0}], "h", 2)
-    {0: 2.0, 2: 5.0}
-    """
-    sums: dict[int, list[float]] = defaultdict(list)
-    for r in rows:
-        if key in r and "step" in r and not math.isnan(r[key]):
-            sums[int(r["step"]) // width * width].append(r[key])
-    return {start: statistics.mean(v) for start, v in sorted(sums.items())}
-
-
 def dynamics(runs: list[dict], width: int = 25) -> str:
     """Per group: validation UA at each check, and per window of steps entropy, the share of groups
     with reward variance and the sampled labels' shares (means over the group's runs)."""
@@ -276,8 +116,11 @@ def dynamics(runs: list[dict], width: int = 25) -> str:
         out.append("val UA: " + ", ".join(
             f"step {s + 1}: {mean_std([c[s] for c in curves if s in c])}" for s in steps))
         keys = sorted({k for rows in logs for r in rows for k in r if k.startswith("train/sampled/")})
-        columns = ["train/reward/accuracy", "train/grad_norm", "train/entropy", "train/groups_with_variance", *keys]
-        names = ["accuracy reward", "grad norm", "entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys)]
+        accuracy = sorted({k for rows in logs for r in rows for k in r if k.startswith("train/accuracy/")})
+        columns = ["train/reward/accuracy", "train/grad_norm", "train/entropy", "train/groups_with_variance", *keys,
+                   *accuracy]
+        names = ["accuracy reward", "grad norm", "entropy", "groups with variance", *(k.rsplit("/", 1)[1] for k in keys),
+                 *(f"acc. {k.rsplit('/', 1)[1]}" for k in accuracy)]
         per_run = [{k: window_means(rows, k, width) for k in columns} for rows in logs]
         starts = sorted(set().union(*(m for r in per_run for m in r.values())))
         header = "| steps | " + " | ".join(names) + " |"
@@ -379,10 +222,16 @@ def main(argv: list[str] | None = None) -> None:
     if damaged:
         print(damaged_listing(damaged), file=sys.stderr)
     if args.paper:
+        from emorl.plots import plot_sweep
         from emorl.tables import render
 
         out = Path(args.out) if args.out else Path(args.dirs[0]) / "report"
-        print(render(args.dirs, runs, out, plots=not args.no_plots))
+        paper = render(args.dirs, runs, out)
+        text = paper.text
+        if not args.no_plots:
+            written = plot_sweep(paper.scores, paper.paper, paper.dataset, out)
+            text += "\n\nPlots: " + ", ".join(str(p) for p in written)
+        print(text)
         print(f"\nwritten to {out}")
         if args.wandb:
             log_report_artifact(out, group=Path(args.dirs[0]).resolve().name)

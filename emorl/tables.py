@@ -15,9 +15,12 @@ import csv
 import itertools
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from emorl.runs import differing_settings, flatten, fold_note
 
 PAPER_FILE = Path(__file__).with_name("paper_results.yaml")
 METRICS = ("ua", "wa", "f1")
@@ -276,8 +279,6 @@ def unfinished_jobs(sweep_dir: str | Path) -> list[str]:
 # --------------------------------------------------------------------------- the report
 def mixed_settings(scores: dict[str, dict]) -> list[str]:
     """Rows whose runs differ in a setting other than the seed: the report averages them, and says so."""
-    from emorl.report import differing_settings, flatten, fold_note
-
     lines = []
     for rid, s in sorted(scores.items()):
         folds = fold_note([r["config"] for r in s["runs"]])
@@ -290,9 +291,19 @@ def mixed_settings(scores: dict[str, dict]) -> list[str]:
     return lines
 
 
-def render(dirs: list[str], runs: list[dict], out_dir: str | Path | None = None, plots: bool = True) -> str:
-    """The paper's tables from ``runs`` (as :func:`emorl.report.load_runs` reads them) in Markdown; with
-    ``out_dir`` also each table as CSV, Markdown and LaTeX, and the plots as PNG."""
+@dataclass
+class PaperReport:
+    """The paper's tables as text, and what the plots are drawn from (:func:`emorl.plots.plot_sweep`)."""
+
+    text: str
+    scores: dict
+    paper: dict
+    dataset: str
+
+
+def render(dirs: list[str], runs: list[dict], out_dir: str | Path | None = None) -> PaperReport:
+    """The paper's tables from ``runs`` (as :func:`emorl.runs.load_runs` reads them) in Markdown; with
+    ``out_dir`` also each table as CSV, Markdown and LaTeX (``report.md`` the whole text)."""
     paper = paper_results()
     trained = [r for r in runs if "trained" in r]
     scores = row_scores(trained)
@@ -328,9 +339,4 @@ def render(dirs: list[str], runs: list[dict], out_dir: str | Path | None = None,
             (out / f"{name}.md").write_text(markdown(table) + "\n")
             (out / f"{name}.tex").write_text(latex(table) + "\n")
         (out / "report.md").write_text(text + "\n")
-        if plots:
-            from emorl.plots import plot_sweep
-
-            written = plot_sweep(scores, paper, dataset, out)
-            text += "\n\nPlots: " + ", ".join(str(p) for p in written)
-    return text
+    return PaperReport(text, scores, paper, dataset)
