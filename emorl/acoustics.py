@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emorl.prompts import describe  # noqa: E402,F401  (the wording of measured levels lives with the prompts)
+
 log = logging.getLogger(__name__)
 
 #: Level names per attribute, low to high (the synthetic corpus's and the warm start's words).
@@ -183,18 +185,6 @@ class ProsodyNorms:
         data = json.loads(text)
         tup = lambda d: {a: tuple(c) for a, c in d.items()}
         return cls(tup(data["corpus"]), {s: tup(c) for s, c in data["speakers"].items()})
-
-
-def describe(levels: Mapping[str, str]) -> str:
-    """The ``<prosody>`` wording of measured levels (attributes that were measured, in a fixed order).
-
-    >>> describe({"pitch": "high", "speed": "slow", "volume": "medium", "intonation": "lively", "contour": "rising"})
-    'pitch high, intonation lively, speed slow, volume medium, rising contour'
-    """
-    parts = [f"{a} {levels[a]}" for a in ("pitch", "intonation", "speed", "volume") if a in levels]
-    if levels.get("contour") in ("rising", "falling"):
-        parts.append(f"{levels['contour']} contour")
-    return ", ".join(parts)
 
 
 def measure_items(items: Sequence, cache: Path | None = None) -> dict[str, dict]:

@@ -431,39 +431,6 @@ def cross_corpus_configs(cfg: DictConfig, run_dir: Path) -> dict[str, DictConfig
     return out
 
 
-def evaluate_cross_corpus(configs: dict[str, DictConfig], world_size: int = 1, base_path: str | None = None
-                          ) -> dict[str, dict]:
-    """Run each evaluation of :func:`cross_corpus_configs`; a summary per corpus (``error`` where one failed).
-
-    ``base_path``: the model a zero-shot run scored (evaluations without ``ckpt`` load it).  Under several processes
-    (DDP, DeepSpeed) nothing runs here: each entry says which ``emorl.evaluate`` command to run.
-    """
-    from emorl.evaluate import _evaluate
-
-    results: dict[str, dict] = {}
-    for name, evaluation in configs.items():
-        if evaluation.ckpt is None and base_path:  # zero-shot: the run's own starting model, wherever the corpus
-            with open_dict(evaluation):
-                evaluation.model.pretrained = str(base_path)
-        command = (f"python -m emorl.evaluate ckpt={evaluation.ckpt} dataset={name} data.test_split=all "
-                   f"hydra.run.dir={evaluation.paths.output_dir}")
-        if world_size > 1:
-            log.warning("cross-corpus evaluation on %s is left to a single process: %s", name, command)
-            results[name] = {"not_run": f"{world_size} processes; run: {command}"}
-            continue
-        try:
-            test = _evaluate(evaluation)["test"]
-        except Exception as error:
-            log.error("cross-corpus evaluation on %s failed: %s", name, error)
-            results[name] = {"error": f"{type(error).__name__}: {error}", "command": command}
-            continue
-        results[name] = {k: test[k] for k in ("ua", "wa", "f1", "unparsed_rate", "recall", "n") if k in test}
-        if test.get("faithfulness") is not None:
-            results[name]["faithfulness"] = test["faithfulness"]
-        results[name]["dir"] = str(evaluation.paths.output_dir)
-    return results
-
-
 # --------------------------------------------------------------------------- loggers
 def sweep_name() -> str | None:
     """The folder name of the Hydra sweep this job belongs to (None outside a ``--multirun``)."""

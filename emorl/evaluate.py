@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from emorl import CONF_DIR
@@ -28,6 +27,7 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test metrics of ``cfg.ckpt`` (or of the configured starting model) on ``cfg.dataset``."""
+    from emorl.evaluation import evaluate_run
     from emorl.results import holds_training_run
     from emorl.runlock import run_directory_lock
 
@@ -37,155 +37,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"hydra.run.dir={out} holds a training run; an evaluation would overwrite its metrics.json. Leave "
             f"hydra.run.dir out (an evaluation of ckpt=<run> goes to <run>/evaluations/) or choose another folder")
     with run_directory_lock(out, "emorl.evaluate"):
-        return _evaluate(cfg)
-
-
-def _evaluate(cfg: DictConfig) -> dict:
-    from hydra.utils import instantiate
-
-    from emorl.builders import (
-        build_module,
-        check_run_settings,
-        checkpoint_strategy,
-        load_checkpoint,
-        model_dir,
-        module_arguments,
-        resolve_model_path,
-    )
-    from emorl.checkpointing import read_model_info
-    from emorl.data.corpus import RelabeledCorpus
-    from emorl.emotions import cross_corpus_mapping, label_set
-    from emorl.metrics import plot_confusion
-    from emorl.models.loading import load_backbone
-    from emorl.results import write_json_atomic, write_jsonl_atomic
-
-    check_run_settings(cfg, training=False)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    info = read_model_info(model_dir(cfg.ckpt)) if cfg.get("ckpt") else {}
-    strategy = checkpoint_strategy(cfg, info)
-    corpus = instantiate(cfg.dataset.corpus)
-    trained = cfg.eval.get("trained_labels") or info.get("labels")
-    mapping = None
-    if trained:
-        trained = label_set(trained if isinstance(trained, str) else list(trained))
-        mapping = cross_corpus_mapping(corpus.labels, trained)
-        merged = {k: v for k, v in mapping.items() if k != v}
-        log.info("labels of %s for a model trained on %s: %s", corpus.name, list(trained),
-                 ", ".join(f"{k} -> {v}" for k, v in merged.items()) or "no label mapped")
-        if merged:
-            corpus = RelabeledCorpus(corpus, mapping)
-    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
-    datamodule.setup("test")  # the split's labels and audio are checked before any model is loaded
-    if cfg.get("ckpt"):
-        model, processor = load_checkpoint(cfg.ckpt, cfg.model.dtype)
-    else:
-        model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
-    model.eval()
-    if info.get("algo") == "linear_probe":  # the frozen encoder and its trained head
-        from emorl.modules.probe import LinearProbeModule
-
-        module = LinearProbeModule.load(
-            model_dir(cfg.ckpt), **module_arguments(cfg, model, processor, strategy, corpus.labels, out, train=False))
-    else:
-        module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
-    datamodule.use_processor(processor)
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    trainer.test(module, datamodule=datamodule, verbose=False)
-    result = module.eval_results["test"]
-    if switched_on(cfg.eval.get("faithfulness", "auto"), auto=any(sec.tag == "prosody" for sec in strategy.sections)):
-        result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
-    if {"transcript", "keywords"} <= {sec.tag for sec in strategy.sections}:
-        result = {**result, **words_heard(datamodule, module.eval_records)}
-    if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=info.get("algo") == "prosody_sft"):
-        result = {**result, "prosody_tasks": prosody_task_accuracy(model, processor, datamodule, strategy,
-                                                                   int(cfg.data.eval_batch_size))}
-    metrics = {
-        "ckpt": str(cfg.get("ckpt")),
-        "dataset": cfg.dataset.name,
-        "split": datamodule.test_split,
-        "reasoning": strategy.name,
-        "labels": list(corpus.labels),
-        "label_mapping": mapping,
-        "test": result,
-        "data": datamodule.summary(),
-    }
-    write_json_atomic(out / "metrics.json", metrics)
-    if mapping:
-        write_json_atomic(out / "label_mapping.json", mapping)
-    write_jsonl_atomic(out / "predictions.jsonl", module.eval_records)
-    plot_confusion(result["confusion"], corpus.labels, out / "confusion_test.png", title=f"{cfg.dataset.name} test")
-    log.info("test UA %.4f WA %.4f F1 %.4f unparsed %.4f -> %s",
-             result["ua"], result["wa"], result["f1"], result["unparsed_rate"], out / "metrics.json")
-    return metrics
-
-
-def switched_on(setting, auto: bool) -> bool:
-    """An ``eval`` switch: true, false, or ``auto`` (on where ``auto`` holds).
-
-    >>> switched_on("auto", True), switched_on("auto", False), switched_on(True, False), switched_on(False, True)
-    (True, False, True, False)
-    """
-    return setting is True or (setting == "auto" and auto)
-
-
-def prosody_faithfulness(datamodule, records: list[dict]) -> dict:
-    """The faithfulness of the evaluated answers' ``<prosody>`` claims to the clips' measured prosody."""
-    from emorl.rewards.grounding import faithfulness
-
-    items = datamodule.dataset(datamodule.test_split).items
-    levels = datamodule.prosody_levels(items)
-    out = faithfulness([r["text"] for r in records], [levels.get(r["path"]) for r in records])
-    log.info("faithfulness of the prosody claims: %s (%d claims; %.0f%% of answers claim)",
-             "n/a" if out["faithfulness"] is None else f"{out['faithfulness']:.3f}", out["prosody_claims"],
-             100 * out["claiming"])
-    return out
-
-
-def words_heard(datamodule, records: list[dict]) -> dict:
-    """The evaluated ESR answers' transcript WER and key-word accuracy against the corpus's transcripts and key words."""
-    from emorl.rewards.grounding import heard
-
-    items = {i.path: i for i in datamodule.dataset(datamodule.test_split).items}
-    out = heard([r["text"] for r in records], [items[r["path"]].transcript for r in records],
-                [(items[r["path"]].meta or {}).get("keywords") or [] for r in records])
-    log.info("words heard: transcript WER %s, key-word accuracy %s (%d answers)",
-             "n/a" if out["transcript_wer"] is None else f"{out['transcript_wer']:.3f}",
-             "n/a" if out["keyword_accuracy"] is None else f"{out['keyword_accuracy']:.3f}", out["clips"])
-    return out
-
-
-@torch.no_grad()
-def prosody_task_accuracy(model, processor, datamodule, strategy, batch_size: int, max_new_tokens: int = 16) -> dict:
-    """Greedy accuracy of ``model`` on prosody questions (attribute levels, two-clip comparisons) about the
-    test split's clips, built from their measured prosody as ``algo=prosody_sft`` builds its training questions."""
-    from dataclasses import replace
-
-    from emorl import rollout
-    from emorl.data.prosody_tasks import ProsodyQuestions, prosody_task_scores
-    from emorl.models.loading import end_token_ids, suppressed_token_ids
-
-    items = datamodule.dataset(datamodule.test_split).items
-    levels = datamodule.prosody_levels(items)
-    questions = ProsodyQuestions(items, levels, datamodule.measurements, answer_tag=strategy.answer_tag,
-                                 comparison_share=datamodule.comparison_share, seed=datamodule.options_seed)
-    tasks, answers = [questions.task(i) for i in range(len(questions))], []
-    device = next(model.parameters()).device
-    for start in range(0, len(questions), batch_size):
-        asked = [replace(questions[i], target=None) for i in range(start, min(start + batch_size, len(questions)))]
-        batch = datamodule.collate(asked)  # the questions alone: a target would be appended to the prompt
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        ro = rollout.sample(model, processor, batch, num_generations=1, max_new_tokens=max_new_tokens, do_sample=False,
-                            share_prompt=False,  # comparisons carry two clips per prompt: plain generate
-                            suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
-        answers += [strategy.extract_answer(text) for text in ro.texts]
-    scores = prosody_task_scores(tasks, answers)
-    log.info("prosody questions: accuracy %s; answers that are no option %s",
-             {k: round(v, 3) for k, v in scores["accuracy"].items()},
-             {k: round(v, 3) for k, v in scores["not_an_option"].items() if "/" not in k})
-    return scores
+        return evaluate_run(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")

@@ -97,10 +97,10 @@ def _pretrain(cfg: DictConfig) -> dict:
     )
     from emorl.data.audio import load_audio
     from emorl.data.batching import Collator
-    from emorl.data.pretraining import MixtureData
     from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
     from emorl.models.tiny import build_tiny_backbone
     from emorl.modules.pretrain import PretrainModule
+    from emorl.modules.pretrain_data import MixtureData
     from emorl.pretraining.lexicon import read_lexicon
     from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
 

@@ -194,8 +194,6 @@ def gold_response(strategy: ReasoningStrategy, label: str, item=None, levels: Ma
             "measured prosody: the corpus needs transcripts (MELD, IEMOCAP, the synthetic corpus, a manifest's "
             "transcript column); or use reasoning=ir (the paper's SFT + IR)"
         )
-    from emorl.acoustics import describe
-
     how = describe(levels)
     keywords = ", ".join((getattr(item, "meta", None) or {}).get("keywords") or []) or "none marked"
     synthesis = f"what was said and a voice with {how} suggest {label}"
@@ -206,6 +204,18 @@ def gold_response(strategy: ReasoningStrategy, label: str, item=None, levels: Ma
         raise ValueError(f"reasoning-augmented targets fill {len(texts)} ESR sections (said, key words, how, synthesis); "
                          f"strategy {strategy.name!r} has {len(strategy.sections)}")
     return strategy.render(answer=label, sections={sec.tag: text for sec, text in zip(strategy.sections, texts, strict=True)})
+
+
+def describe(levels: Mapping[str, str]) -> str:
+    """The ``<prosody>`` wording of measured levels (attributes that were measured, in a fixed order).
+
+    >>> describe({"pitch": "high", "speed": "slow", "volume": "medium", "intonation": "lively", "contour": "rising"})
+    'pitch high, intonation lively, speed slow, volume medium, rising contour'
+    """
+    parts = [f"{a} {levels[a]}" for a in ("pitch", "intonation", "speed", "volume") if a in levels]
+    if levels.get("contour") in ("rising", "falling"):
+        parts.append(f"{levels['contour']} contour")
+    return ", ".join(parts)
 
 
 def parse_label(answer: str | None, options: Sequence[str]) -> str | None:

@@ -145,13 +145,13 @@ def _save_results(run_dir: Path, metrics: dict, labels, records: list[dict], tra
 
 def _cross_corpus(metrics: dict, configs: dict, world_size: int, base_path: str | None, run_dir: Path) -> None:
     """Add ``eval.cross_corpus``'s evaluations to ``metrics.json``; raise, once all were tried, if any failed."""
-    from emorl import builders
 
     if not configs:
         return
+    from emorl.evaluation import evaluate_cross_corpus
     from emorl.results import write_json_atomic
 
-    metrics["cross_corpus"] = builders.evaluate_cross_corpus(configs, world_size, base_path)
+    metrics["cross_corpus"] = evaluate_cross_corpus(configs, world_size, base_path)
     write_json_atomic(run_dir / "metrics.json", metrics)
     failed = {name: r["error"] for name, r in metrics["cross_corpus"].items() if "error" in r}
     if failed:

@@ -47,7 +47,7 @@ def test_an_unknown_balance_is_refused(cfg_factory):
 
 
 def test_the_datamodule_draws_its_training_prompts_by_data_balance(small_corpus, tiny):
-    from emorl.data.datamodule import EmotionDataModule
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     dm = EmotionDataModule(corpus=small_corpus, strategy=get_strategy("ir"), batch_size=2, check_audio=False,

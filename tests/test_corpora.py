@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from emorl.data.audio import load_audio
+from emorl.data.checks import check_items
 from emorl.data.corpora import IEMOCAP, MELD, RAVDESS, SAVEE, ManifestCorpus
 from emorl.data.corpus import CorpusError
-from emorl.data.datamodule import check_items
 from tests.corpus_trees import iemocap_tree, meld_tree, write_mp4, write_wav
 
 

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from emorl.data.checks import check_items
 from emorl.data.corpus import read_manifest
-from emorl.data.datamodule import check_items
 from emorl.data.synthetic import KEYWORDS, SyntheticCorpus, level
 
 
@@ -197,7 +197,7 @@ def test_clips_longer_than_the_model_window_are_counted_per_split(tmp_path, tiny
     import soundfile as sf
 
     from emorl.data.corpora import ManifestCorpus
-    from emorl.data.datamodule import EmotionDataModule
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     _, processor = tiny
@@ -219,7 +219,7 @@ def test_task_alternation_alternates_emotion_and_description_batches(small_corpu
     """algo.task_alternation ("Beyond Classification"): odd batches ask the same kind of clips to be
     described (measured prosody, or the transcript) instead of their emotion."""
     from emorl.acoustics import describe
-    from emorl.data.datamodule import EmotionDataModule
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     _, processor = tiny

@@ -220,8 +220,8 @@ def test_evaluate_reports_the_faithfulness_of_esr_prosody_claims(esr_ckpt, cache
     of those two claims that the test clips' measured, speaker-relative levels bear out."""
     from hydra.utils import instantiate
 
-    from emorl.data.datamodule import EmotionDataModule
     from emorl.evaluate import evaluate
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     cfg = compose([f"ckpt={esr_ckpt}", "eval.max_new_tokens=80"], cache_dir, tmp_path / "eval", config_name="evaluate")

@@ -206,7 +206,7 @@ def test_predict_refuses_a_batch_size_of_zero(esr_ckpt, long_clip):
 # ------------------------------------------------------------------ class counts per split
 def test_class_counts_are_recorded_per_split_and_a_missing_training_class_is_warned(small_corpus, caplog):
     from emorl.data.corpus import RelabeledCorpus
-    from emorl.data.datamodule import EmotionDataModule
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     # every training clip relabelled to one label: the other labels have no training clip

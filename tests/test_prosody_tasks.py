@@ -164,8 +164,8 @@ def test_prosody_task_accuracy_scores_each_answer_against_its_own_question(tiny,
     ends where the answer starts), each answer scored against its own question across batches:
     an oracle that answers every other question right scores exactly one half."""
     from emorl import rollout
-    from emorl.data.datamodule import EmotionDataModule
-    from emorl.evaluate import prosody_task_accuracy
+    from emorl.evaluation import prosody_task_accuracy
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     model, processor = tiny
@@ -230,7 +230,7 @@ def test_prosody_sft_trains_on_measured_prosody_and_exports_the_base_of_a_grpo_r
     ],
 )
 def test_prosody_training_settings_that_cannot_work_are_refused(small_corpus, settings, message):
-    from emorl.data.datamodule import EmotionDataModule
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
     with pytest.raises(ValueError, match=message):

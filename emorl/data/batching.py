@@ -102,7 +102,7 @@ def description_task(strategy: ReasoningStrategy, item: Item, levels: dict | Non
     the measured prosody when the clip has levels and its path hashes even, else the transcript."""
     import zlib
 
-    from emorl.acoustics import describe
+    from emorl.prompts import describe
 
     use_prosody = bool(levels) and (zlib.crc32(item.path.encode()) % 2 == 0 or not item.transcript)
     kind = "prosody" if use_prosody else "transcript"
