@@ -164,6 +164,19 @@ def test_the_slurm_launcher_composes_a_sweep_for_cluster_jobs(cfg_factory):
     assert cfg.hydra.sweep.dir.startswith("multirun_sweeps/")  # the jobs land in the project's sweep folder
 
 
+def test_model_tiny_loads_the_shipped_base_for_every_seed_and_corpus(cfg_factory, monkeypatch, tmp_path):
+    import emorl.models.embedded as embedded
+    from emorl import builders
+    from emorl.data.synthetic import SyntheticCorpus
+    from emorl.pretraining.card import ASSET_DIR
+
+    monkeypatch.setattr(embedded, "prepare_embedded_base", lambda *a, **k: pytest.fail("a base was built"))
+    heldout = SyntheticCorpus(tmp_path / "c", style="heldout", train_per_class=0, val_per_class=0, test_per_class=2,
+                              val_speakers=0, test_speakers=18)
+    paths = {builders.resolve_model_path(cfg_factory(f"seed={s}"), corpus, None) for s in (0, 1) for corpus in (object(), heldout)}
+    assert {Path(p).resolve() for p in paths} == {ASSET_DIR.resolve()}
+
+
 def test_every_run_seed_starts_from_the_same_embedded_base(cfg_factory, monkeypatch):
     """A seed sweep varies the run, not the pretrained model: the base is built with model.seed."""
     import emorl.models.embedded as embedded
@@ -171,8 +184,9 @@ def test_every_run_seed_starts_from_the_same_embedded_base(cfg_factory, monkeypa
 
     built = []
     monkeypatch.setattr(embedded, "prepare_embedded_base", lambda *a, seed, **k: built.append(seed) or f"base{seed}")
-    paths = [builders.resolve_model_path(cfg_factory(f"seed={s}"), object(), None) for s in (0, 1, 2)]
-    paths.append(builders.resolve_model_path(cfg_factory("seed=1", "model.seed=3"), object(), None))
+    on_the_fly = "model.pretrained=null"  # the base warm-started on the fly (the shipped one is one file for all)
+    paths = [builders.resolve_model_path(cfg_factory(f"seed={s}", on_the_fly), object(), None) for s in (0, 1, 2)]
+    paths.append(builders.resolve_model_path(cfg_factory("seed=1", "model.seed=3", on_the_fly), object(), None))
     assert built == [0, 0, 0, 3] and paths == ["base0", "base0", "base0", "base3"]
 
 
@@ -197,7 +211,7 @@ def test_the_embedded_base_is_warm_started_on_the_experiments_corpus_style(cfg_f
 
     used = []
     monkeypatch.setattr(embedded, "prepare_embedded_base", lambda cache, corpus, *a, **k: used.append(corpus.dir) or "b")
-    cfg = cfg_factory()
+    cfg = cfg_factory("model.pretrained=null")  # the base warm-started on the fly
     builders.resolve_model_path(cfg, SyntheticCorpus(tmp_path / "c", **corpus_settings), None)
     default = SyntheticCorpus(tmp_path / "c")
     assert (used[0].name == default.dir.name) == same_as_default  # the corpus's fingerprint: its settings
