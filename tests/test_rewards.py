@@ -171,3 +171,19 @@ def test_the_paper_rule_is_the_default_and_needs_the_gold_label():
         make_format_reward("ir", MELD, rule="loose")
     # the question's own options decide what parses (cross-corpus questions)
     assert make_format_reward("ir")([ans("fearful")], label=["fearful"], options=[("fearful", "calm")]) == [1.0]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: make_format_reward("ir", MELD),  # the paper's IR format rule (needs the answer)
+    lambda: make_bcr_reward(MELD),
+    lambda: make_eswr_reward(MELD, alpha_schedule="cosine"),
+])
+def test_rewards_are_picklable_and_score_the_same_after_a_round_trip(make):
+    import pickle
+
+    reward = make()
+    copy = pickle.loads(pickle.dumps(reward))
+    completions = ["<answer>fear</answer>", "<answer>joy</answer>", "joy"]
+    columns = {"label": ["surprise", "joy", "joy"], "alpha": 1.0}
+    assert copy(completions, **columns) == reward(completions, **columns)
+    assert copy.__name__ == reward.__name__

@@ -39,16 +39,23 @@ def make_bcr_reward(labels, strategy: str | ReasoningStrategy = "ir") -> Callabl
     >>> bcr(["<answer>Joy</answer>", "<answer>joy or anger</answer>"], label=["joy", "joy"])
     [1.0, 0.0]
     """
-    labels = label_set(labels)
-    strategy = get_strategy(strategy)
+    return BCRReward(labels, strategy)
 
-    def accuracy_bcr(completions, label, options=None, **kwargs) -> list[float]:
-        _check_labels(label, labels)
-        opts = options if options is not None else [labels] * len(completions)
-        preds = _predictions(completions, opts, strategy)
+
+class BCRReward:
+    """BCR as a callable object (picklable)."""
+
+    __name__ = "accuracy_bcr"
+
+    def __init__(self, labels, strategy: str | ReasoningStrategy = "ir") -> None:
+        self.labels = label_set(labels)
+        self.strategy = get_strategy(strategy)
+
+    def __call__(self, completions, label, options=None, **kwargs) -> list[float]:
+        _check_labels(label, self.labels)
+        opts = options if options is not None else [self.labels] * len(completions)
+        preds = _predictions(completions, opts, self.strategy)
         return [float(p is not None and p.lower() == str(g).lower()) for p, g in zip(preds, label, strict=True)]
-
-    return accuracy_bcr
 
 
 def make_eswr_reward(
@@ -72,39 +79,51 @@ def make_eswr_reward(
     >>> [round(r, 4) for r in eswr(["<answer>fear</answer>"] * 2, label=["surprise", "joy"], alpha=1.0)]
     [0.8536, 0.0]
     """
-    if not 0.0 <= float(gamma) <= 1.0:
-        raise ValueError(f"ESWR gamma must lie in [0, 1], got {gamma}")
-    if not 0.0 < float(alpha_horizon) <= 1.0:
-        raise ValueError(f"ESWR alpha_horizon must lie in (0, 1], got {alpha_horizon}")
-    labels = label_set(labels)
-    strategy = get_strategy(strategy)
-    base_schedule = get_alpha_schedule(alpha_schedule)
+    return ESWRReward(labels, gamma, alpha_schedule, strategy, alpha_horizon, wheel)
 
-    def schedule(progress: float) -> float:
-        return base_schedule(min(progress / alpha_horizon, 1.0))
 
-    try:
-        matrix = similarity_matrix(labels, wheel)
-    except KeyError as error:
-        raise ValueError(str(error).strip("\"'")) from None
-    index = {name.lower(): i for i, name in enumerate(labels)}
+class ESWRReward:
+    """ESWR as a callable object (picklable); :meth:`alpha_at` is the alpha a step's rewards use."""
 
-    def accuracy_eswr(completions, label, options=None, trainer_state=None, alpha=None, **kwargs) -> list[float]:
-        _check_labels(label, labels)
-        a = float(alpha) if alpha is not None else schedule(training_progress(trainer_state))
-        opts = options if options is not None else [labels] * len(completions)
+    __name__ = "accuracy_eswr"
+
+    def __init__(self, labels, gamma: float = 0.7, alpha_schedule: str | AlphaSchedule = "linear",
+                 strategy: str | ReasoningStrategy = "ir", alpha_horizon: float = 1.0,
+                 wheel: dict[str, str] | None = None) -> None:
+        if not 0.0 <= float(gamma) <= 1.0:
+            raise ValueError(f"ESWR gamma must lie in [0, 1], got {gamma}")
+        if not 0.0 < float(alpha_horizon) <= 1.0:
+            raise ValueError(f"ESWR alpha_horizon must lie in (0, 1], got {alpha_horizon}")
+        self.labels = label_set(labels)
+        self.strategy = get_strategy(strategy)
+        self.gamma, self.alpha_horizon = float(gamma), float(alpha_horizon)
+        self.base_schedule = get_alpha_schedule(alpha_schedule)
+        self.wheel = dict(wheel) if wheel else None
+        try:
+            self.matrix = similarity_matrix(self.labels, self.wheel)
+        except KeyError as error:
+            raise ValueError(str(error).strip("\"'")) from None
+        self.index = {name.lower(): i for i, name in enumerate(self.labels)}
+
+    def schedule(self, progress: float) -> float:
+        return self.base_schedule(min(progress / self.alpha_horizon, 1.0))
+
+    def alpha_at(self, trainer_state) -> float:
+        return self.schedule(training_progress(trainer_state))
+
+    def __call__(self, completions, label, options=None, trainer_state=None, alpha=None, **kwargs) -> list[float]:
+        _check_labels(label, self.labels)
+        a = float(alpha) if alpha is not None else self.alpha_at(trainer_state)
+        opts = options if options is not None else [self.labels] * len(completions)
         rewards = []
-        for pred, gold in zip(_predictions(completions, opts, strategy), label, strict=True):
+        for pred, gold in zip(_predictions(completions, opts, self.strategy), label, strict=True):
             if pred is None:
                 rewards.append(0.0)
             elif pred.lower() == str(gold).lower():
                 rewards.append(1.0)
             else:
-                i, j = index.get(pred.lower()), index[str(gold).lower()]
+                i, j = self.index.get(pred.lower()), self.index[str(gold).lower()]
                 # an option outside the label set (another corpus's label) is compared on the wheel
-                s = float(matrix[i, j]) if i is not None else pair_similarity(pred, str(gold), wheel)
-                rewards.append(a * s if s > gamma else 0.0)
+                sim = float(self.matrix[i, j]) if i is not None else pair_similarity(pred, str(gold), self.wheel)
+                rewards.append(a * sim if sim > self.gamma else 0.0)
         return rewards
-
-    accuracy_eswr.alpha_at = lambda trainer_state: schedule(training_progress(trainer_state))
-    return accuracy_eswr

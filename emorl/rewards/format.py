@@ -57,30 +57,34 @@ def make_format_reward(
     >>> ir(["<answer>joy</answer>", "<answer>anger</answer>", "joy"], label=["joy", "joy", "joy"])
     [1.0, 0.0, 0.0]
     """
-    strategy = get_strategy(strategy)
-    needs_answer = answer_must_be_correct(strategy, rule)
-    known = list(labels) if labels is not None else None
+    return FormatReward(strategy, labels, rule)
 
-    def format_reward(completions, label=None, options=None, **kwargs) -> list[float]:
+
+class FormatReward:
+    """The format reward as a callable object (picklable, as TRL's reward functions are to its workers)."""
+
+    def __init__(self, strategy: str | ReasoningStrategy, labels: Sequence[str] | None = None, rule: str = "paper"):
+        self.strategy = get_strategy(strategy)
+        self.rule = rule
+        self.needs_answer = answer_must_be_correct(self.strategy, rule)
+        self.known = list(labels) if labels is not None else None
+        self.__name__ = f"format_{self.strategy.name}"
+
+    def __call__(self, completions, label=None, options=None, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]
-        follows = [strategy.follows_format(t) for t in texts]
-        if not needs_answer:
+        follows = [self.strategy.follows_format(t) for t in texts]
+        if not self.needs_answer:
             return [float(f) for f in follows]
         if label is None:
             raise ValueError(
-                f"the paper's {strategy.name.upper()} format reward needs the gold answer: pass label=, "
+                f"the paper's {self.strategy.name.upper()} format reward needs the gold answer: pass label=, "
                 "or build it with rule='structure'"
             )
-        opts = options if options is not None else [known] * len(texts)
+        opts = options if options is not None else [self.known] * len(texts)
         if any(o is None for o in opts):
             raise ValueError("the paper's IR format reward needs the options: pass options= or build it with labels=")
         out = []
         for text, ok, gold, choices in zip(texts, follows, label, opts, strict=True):
-            answer = parse_label(strategy.extract_answer(text), choices) if ok else None
+            answer = parse_label(self.strategy.extract_answer(text), choices) if ok else None
             out.append(float(answer is not None and answer.lower() == str(gold).lower()))
         return out
-
-    format_reward.__name__ = f"format_{strategy.name}"
-    format_reward.strategy = strategy
-    format_reward.rule = rule
-    return format_reward
