@@ -32,7 +32,11 @@ def paper_results(path: str | Path = PAPER_FILE) -> dict:
 
 # --------------------------------------------------------------------------- which row a run is
 def row_id(cfg: dict) -> str:
-    """The paper row a run's resolved config ran, named as ``experiment=<id>`` names it.
+    """The paper row a run's resolved config ran: the ``row`` its experiment file declares; for runs without
+    one (composed by hand, or by earlier versions), inferred from its algo, reward and reasoning.
+
+    >>> row_id({"row": "eswr_esr", "algo": {"name": "grpo"}})
+    'eswr_esr'
 
     >>> row_id({"algo": {"name": "grpo"}, "reward": {"name": "eswr", "format": {}, "accuracy": {}}, "reasoning": {"name": "esr"}})
     'eswr_esr'
@@ -43,6 +47,8 @@ def row_id(cfg: dict) -> str:
     >>> row_id({"algo": {"name": "zero_shot"}, "reasoning": {"name": "eur"}}), row_id({"algo": {"name": "sft"}, "reasoning": {"name": "ir"}})
     ('zero_shot_cot', 'sft_ir')
     """
+    if cfg.get("row"):
+        return str(cfg["row"])
     algo = (cfg.get("algo") or {}).get("name", "?")
     reasoning = (cfg.get("reasoning") or {}).get("name", "?")
     if algo == "linear_probe":
@@ -193,37 +199,23 @@ def _claim(text: str, ids: list[str], values: list) -> str:
     return f"- {text}: **{order_holds(values)}** ({shown})"
 
 
-def claims(scores: dict[str, dict], cross_corpora: list[str]) -> list[str]:
-    """One line per claim of the paper: in-corpus UA for Tables 1 and 3, WA across corpora (Table 2's metric)."""
-    ua = lambda rid: scores.get(rid, {}).get("ua")
+def claims(scores: dict[str, dict], cross_corpora: list[str], paper: dict | None = None) -> list[str]:
+    """One line per claim of the paper (``claims`` in ``paper_results.yaml``): in-corpus claims on UA, claims
+    across corpora on WA (Table 2's metric), once per evaluated corpus.  A claim is shown when any of its
+    rows was run (``when: any``), or only when all were (``when: all``)."""
     lines = []
-    if any(rid in scores for rid in ("zero_shot_direct", "zero_shot_cot")):
-        lines.append(_claim("CoT > direct inference, zero-shot (UA)", ["zero_shot_cot", "zero_shot_direct"],
-                            [ua("zero_shot_cot"), ua("zero_shot_direct")]))
-    for reasoning in ("ir", "eur", "esr"):
-        ids = [f"eswr_{reasoning}", f"bcr_{reasoning}"]
-        if any(rid in scores for rid in ids):
-            lines.append(_claim(f"ESWR > BCR with {reasoning.upper()} (UA)", ids, [ua(i) for i in ids]))
-    for reward in ("eswr", "bcr"):
-        ids = [f"{reward}_esr", f"{reward}_eur", f"{reward}_ir"]
-        if any(rid in scores for rid in ids):
-            lines.append(_claim(f"ESR > EUR > IR with {reward.upper()} (UA)", ids, [ua(i) for i in ids]))
-    if "sft_ir" in scores and "eswr_esr" in scores:
-        lines.append(_claim("ESWR + ESR > SFT + IR in-corpus (UA)", ["eswr_esr", "sft_ir"], [ua("eswr_esr"), ua("sft_ir")]))
-    for corpus in cross_corpora:
-        wa = lambda rid, c=corpus: scores.get(rid, {}).get("cross", {}).get(c, {}).get("wa")
-        for rid in ("bcr_ir", "eswr_ir", "eswr_eur", "eswr_esr"):
-            if rid in scores and "sft_ir" in scores:
-                lines.append(_claim(f"RL > SFT across corpora, {rid} on {corpus} (WA)", [rid, "sft_ir"], [wa(rid), wa("sft_ir")]))
-        ids = ["eswr_esr", "eswr_eur", "eswr_ir"]
-        if all(rid in scores for rid in ids):
-            lines.append(_claim(f"ESR > EUR > IR with ESWR on {corpus} (WA)", ids, [wa(i) for i in ids]))
-    ids = ["format_esr", "format_eur", "format_ir"]
-    if any(rid in scores for rid in ids):
-        lines.append(_claim("format reward alone: ESR > EUR > IR (UA)", ids, [ua(i) for i in ids]))
-    ids = ["accuracy_eswr", "accuracy_bcr"]
-    if any(rid in scores for rid in ids):
-        lines.append(_claim("accuracy reward alone: ESWR > BCR (UA)", ids, [ua(i) for i in ids]))
+    for claim in (paper or paper_results())["claims"]:
+        ids, metric, when = list(claim["rows"]), claim["metric"], claim.get("when", "any")
+        present = [rid in scores for rid in ids]
+        if not (all(present) if when == "all" else any(present)):
+            continue
+        for corpus in cross_corpora if claim.get("across_corpora") else [None]:
+            if corpus is None:
+                values = [scores.get(rid, {}).get(metric) for rid in ids]
+            else:
+                values = [scores.get(rid, {}).get("cross", {}).get(corpus, {}).get(metric) for rid in ids]
+            text = claim["text"].format(corpus=corpus)
+            lines.append(_claim(f"{text} ({metric.upper()})", ids, values))
     return lines
 
 
@@ -324,7 +316,7 @@ def render(dirs: list[str], runs: list[dict], out_dir: str | Path | None = None)
         sections.append(f"### {paper['table2']['title']} — ours: trained on {', '.join(datasets)}, "
                         f"zero-shot on {', '.join(cross)}\n\n" + markdown(tables["table2"]))
     text = "\n\n".join(sections) or "No run matches a row of the paper's tables."
-    text += "\n\n**The paper's claims on these runs** (mean ± std over seeds):\n" + "\n".join(claims(scores, cross) or ["- none measured"])
+    text += "\n\n**The paper's claims on these runs** (mean ± std over seeds):\n" + "\n".join(claims(scores, cross, paper) or ["- none measured"])
     mixed = mixed_settings(scores)
     if mixed:
         text += "\n\nRows that average runs with different settings or folds:\n" + "\n".join(mixed)
