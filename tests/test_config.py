@@ -115,8 +115,11 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
     elif group == "experiment":
         from emorl.tables import row_id
 
-        # the report places every experiment in the row it is named after (its algo, reward components, prompt)
-        assert row_id(OmegaConf.to_container(cfg, resolve=True)) == name
+        # the report places every experiment in the row it declares, which is the row it is named after and
+        # the row its settings (algo, reward components, prompt) amount to
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert resolved["row"] == name and row_id(resolved) == name
+        assert row_id({**resolved, "row": None}) == name
     elif group == "model":
         # every model file builds its policy on the tiny base: dtype, LoRA or full, gradient checkpointing
         import torch
