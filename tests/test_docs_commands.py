@@ -44,4 +44,4 @@ def test_a_documented_command_composes(where, config, overrides):
     single = [o for o in overrides if o not in sweep] + [o.split(",")[0] for o in sweep]  # the first job of a sweep
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name=config, overrides=["paths.output_dir=/tmp/x", *single])
-    OmegaConf.to_container(cfg.get("algo") or {}, resolve=False)
+    assert OmegaConf.to_container(cfg, resolve=False)  # a whole config, every group found
