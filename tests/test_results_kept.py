@@ -218,3 +218,18 @@ def test_the_same_cache_through_another_path_finds_the_embedded_base(tmp_path, m
     monkeypatch.setattr(embedded, "warm_start", lambda *a, **k: pytest.fail("the base was built again"))
     found = embedded_base(link, SyntheticCorpus(link / "synthetic", train_per_class=2, val_per_class=1, test_per_class=1))
     assert found.name == built.name and found.resolve() == built.resolve()
+
+
+def test_a_failed_export_keeps_the_test_metrics_already_computed(cfg_factory, monkeypatch):
+    import emorl.checkpointing as checkpointing
+    from emorl.train import train
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpointing, "export_model", full_disk)
+    cfg = cfg_factory("trainer.max_steps=1", "eval.base=false")
+    with pytest.raises(OSError, match="No space"):
+        train(cfg)
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert metrics["trained"]["n"] == 14 and "train" in metrics  # written before the model
