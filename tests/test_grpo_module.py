@@ -136,8 +136,10 @@ def test_a_grpo_step_encodes_each_clip_once_per_pass(cfg_factory, monkeypatch, i
     monkeypatch.setattr(grpo.GRPOModule, "on_fit_start", hook_towers)
     monkeypatch.setattr(grpo.GRPOModule, "training_step", counted_step)
     # 2 prompts x G=3; micro-batches of 3 completions: one prompt each
+    # no dynamic sampling: a pretrained base may give a group equal lengths, and its refill would encode more clips
     cfg = cfg_factory("trainer.max_steps=1", "eval.base=false", "model.lora=null", "model.lr=1e-4", *LENGTH_REWARD,
-                      f"algo.grpo.num_iterations={iterations}", f"trainer.max_steps={iterations}")
+                      f"algo.grpo.num_iterations={iterations}", f"trainer.max_steps={iterations}",
+                      "algo.grpo.dynamic_sampling=false")
     train(cfg)
     assert sum(rows) == 2 * passes, rows  # 2 clips per pass, never one per completion (6)
 
@@ -212,7 +214,8 @@ def test_grpo_raises_the_probability_of_the_rewarded_completion_and_lowers_the_p
     from emorl.builders import resolve_model_path
     from emorl.models.loading import load_backbone, suppressed_token_ids
 
-    cfg = cfg_factory("trainer.max_steps=4", "eval.base=false", "trainer.val_check_interval=100", "checkpoint.select=last",
+    cfg = cfg_factory("model.pretrained=null",  # the mechanics on the small, barely trained base whose samples vary
+                      "trainer.max_steps=4", "eval.base=false", "trainer.val_check_interval=100", "checkpoint.select=last",
                       "save_model=false", "reward.format=null", "reward.accuracy=null", "model.lr=1e-3",
                       f"+reward.char={{_target_: tests.rewards.make_char_reward, char: e, sign: {sign}}}")
     base, processor = load_backbone(resolve_model_path(cfg, instantiate(cfg.dataset.corpus), instantiate(cfg.reasoning)))
@@ -233,7 +236,8 @@ def test_grpo_raises_the_probability_of_the_rewarded_completion_and_lowers_the_p
 
 def test_dynamic_sampling_trains_on_groups_with_reward_variance(cfg_factory, monkeypatch):
     # only questions about joy and anger earn a (length) reward: every other group has equal rewards
-    cfg = cfg_factory("trainer.max_steps=3", "eval.base=false", "trainer.val_check_interval=100", "checkpoint.select=last",
+    cfg = cfg_factory("model.pretrained=null",  # the mechanics on the small, barely trained base whose samples vary
+                      "trainer.max_steps=3", "eval.base=false", "trainer.val_check_interval=100", "checkpoint.select=last",
                       "save_model=false", "reward.format=null", "reward.accuracy=null", "algo.grpo.dynamic_sampling=true",
                       "algo.grpo.max_resample_rounds=20",
                       "+reward.length={_target_: tests.rewards.make_length_reward, only: [joy, anger]}")
