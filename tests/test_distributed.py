@@ -113,7 +113,8 @@ ENV = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1", "DS_ACCEL
 
 
 def run_job(run: Path, cache_dir: Path, extra: list[str], module: str = "emorl.train") -> str:
-    overrides = [*SMALL, f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run}", "trainer.max_steps=2",
+    # the mechanics on the small on-the-fly base, whose samples vary in length (the pretrained one's may not)
+    overrides = [*SMALL, "model.pretrained=null", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run}", "trainer.max_steps=2",
                  "algo.grpo.seed_per_prompt=true", "trainer.val_check_interval=100", "checkpoint.select=last",
                  "checkpoint.every_n_steps=2", "eval.base=false", "optimizer.eps=1e-3", *LENGTH_REWARD, *extra]
     proc = subprocess.run([sys.executable, "-m", module, *overrides], cwd=Path(__file__).parents[1],
