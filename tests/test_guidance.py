@@ -171,7 +171,8 @@ def test_prompts_no_sample_answered_enter_the_buffer_oldest_dropped(tiny, cfg_fa
 def test_a_buffered_run_trains_on_its_failed_prompts(cfg_factory):
     from emorl.train import train
 
-    cfg = cfg_factory("reward=bcr", "reasoning=ir", "eval.base=false", "trainer.max_steps=1",
+    cfg = cfg_factory("model.pretrained=null",  # the small on-the-fly base: it fails every prompt at first
+                      "reward=bcr", "reasoning=ir", "eval.base=false", "trainer.max_steps=1",
                       "algo.grpo.buffer_every=1", "algo.grpo.dynamic_sampling=false")
     metrics, objects = train(cfg)
     final = metrics["train"]["final"]

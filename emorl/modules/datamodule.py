@@ -191,6 +191,8 @@ class EmotionDataModule(L.LightningDataModule):
             counts = self.class_counts()[split]
             log.info("data: %s split clips per label: %s", split, counts)
             missing = [label for label, n in counts.items() if n == 0]
+            if split == "train":
+                self.labels_without_training_clips = missing
             if missing and split == "train" and getattr(self.datasets[split], "items", None):
                 log.warning("data: the train split has no clip of %s (labels %s): the model cannot learn %s from it; "
                             "check the corpus's labels or dataset.labels", ", ".join(missing), list(self.labels),
@@ -213,6 +215,7 @@ class EmotionDataModule(L.LightningDataModule):
     def summary(self) -> dict:
         """Questions and clips per label per split, and the corpus's skip report (for ``metrics.json``)."""
         out = {"questions": {k: len(v) for k, v in self.datasets.items()}, "classes": self.class_counts(),
+               "labels_without_training_clips": list(getattr(self, "labels_without_training_clips", [])),
                "truncated": self.truncated, **self.report.summary()}
         if self.task_counts:
             out["prosody_tasks"] = self.task_counts
