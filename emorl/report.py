@@ -28,15 +28,11 @@ from pathlib import Path
 
 import yaml
 
-from emorl.runs import (  # noqa: F401  (the runs layer; re-exported for callers of emorl.report)
+from emorl.runs import (
     algo_and_reward,
     damaged_listing,
-    differing_settings,
-    flatten,
-    fold_note,
     load_runs,
     mean_std,
-    partial_settings,
     read_log,
     validation_curve,
     window_means,

@@ -160,9 +160,10 @@ def test_prompts_no_sample_answered_enter_the_buffer_oldest_dropped(tiny, cfg_fa
                  completion_mask=torch.ones(4, 1),
                  texts=["<answer>anger</answer>", "<answer>fear</answer>", "<answer>joy</answer>", "x"])
     batch = {"label": ["joy", "joy"], "options": [LABELS, LABELS], "paths": ["a.wav", "b.wav"]}
-    module.remember_failures(batch, ro)
+    module.remember_failures(batch, module.answered_correctly(batch, ro))
     assert module.failed_prompts == ["old.wav", "a.wav"]  # b.wav had a right sample
-    module.remember_failures({**batch, "paths": ["c.wav", "d.wav"]}, ro)
+    other = {**batch, "paths": ["c.wav", "d.wav"]}
+    module.remember_failures(other, module.answered_correctly(other, ro))
     assert module.failed_prompts == ["a.wav", "c.wav"]  # two kept, the oldest dropped
     module.best_val_ua, module.best_val_step, module.recent_train_metrics = 0.0, 0, []
     assert module.extra_state()["failed_prompts"] == ["a.wav", "c.wav"]  # saved in checkpoints: resumed with the run

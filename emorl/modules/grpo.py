@@ -226,14 +226,18 @@ class GRPOModule(EmotionModule):
         self.rollout_batches = state.get("rollout_batches", 0)
         self.failed_prompts = list(state.get("failed_prompts", []))
 
-    def remember_failures(self, batch: dict, ro: rollout.Rollout) -> None:
-        """Add the prompts none of whose samples answered correctly to the buffer (ReLIFT), oldest dropped."""
+    def answered_correctly(self, batch: dict, ro: rollout.Rollout) -> torch.Tensor:
+        """Whether each sample answers its prompt's gold label: (P, G) bool."""
         g = self.algo.num_generations
         options = [opts for opts in batch["options"] for _ in range(g)]
         labels = [label for label in batch["label"] for _ in range(g)]
         preds = [parse_label(self.strategy.extract_answer(t), o) for t, o in zip(ro.texts, options, strict=True)]
-        right = torch.tensor([p == y for p, y in zip(preds, labels, strict=True)]).view(-1, g).any(dim=1)
-        for i in torch.nonzero(~right).flatten().tolist():
+        return torch.tensor([p is not None and p == y for p, y in zip(preds, labels, strict=True)]).view(-1, g)
+
+    def remember_failures(self, batch: dict, correct: torch.Tensor) -> None:
+        """Add the prompts none of whose samples answered correctly (``correct``: (P, G)) to the buffer (ReLIFT),
+        oldest dropped."""
+        for i in torch.nonzero(~correct.any(dim=1)).flatten().tolist():
             path = batch["paths"][i]
             if path not in self.failed_prompts:
                 self.failed_prompts.append(path)
@@ -366,9 +370,10 @@ class GRPOModule(EmotionModule):
             raise ValueError(f"got a batch of {len(batch['label'])} prompts, expected algo.prompts_per_step={cfg.prompts_per_step}")
         progress = self._progress()  # before this step's updates: what the rewards see
         batch, ro, total, components, sampling = self.sample_groups(batch, progress)
+        correct = self.answered_correctly(batch, ro)
         if cfg.buffer_every:
-            self.remember_failures(batch, ro)
-        ro, total, components, off_policy = self.guide(batch, ro, total, components, progress)
+            self.remember_failures(batch, correct)
+        ro, total, components, off_policy = self.guide(batch, ro, total, components, progress, correct)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
         if off_policy is not None:
@@ -474,7 +479,7 @@ class GRPOModule(EmotionModule):
         logp = rollout.completion_log_probs(self.policy, gold, 1.0, self.algo.share_prompt, self.suppress_ids)
         return -(logp * mask).sum() / mask.sum().clamp(min=1.0)
 
-    def guide(self, batch: dict, ro: rollout.Rollout, total, components, progress):
+    def guide(self, batch: dict, ro: rollout.Rollout, total, components, progress, correct: torch.Tensor | None = None):
         """Guided groups (LUFFY, Yan et al. 2025): in each group the guidance rule picks (``algo.grpo.guidance``),
         the last sample is replaced by the gold completion (the strategy's gold response: the answer for IR,
         reasoning from the clip's transcript and measured prosody for EUR / ESR), scored by the same rewards.
@@ -483,10 +488,7 @@ class GRPOModule(EmotionModule):
         no group was guided (the step is then exactly an unguided one).
         """
         cfg, g = self.algo, self.algo.num_generations
-        options = [opts for opts in batch["options"] for _ in range(g)]
-        labels = [label for label in batch["label"] for _ in range(g)]
-        preds = [parse_label(self.strategy.extract_answer(t), o) for t, o in zip(ro.texts, options, strict=True)]
-        correct = torch.tensor([p is not None and p == y for p, y in zip(preds, labels, strict=True)]).view(-1, g)
+        correct = self.answered_correctly(batch, ro) if correct is None else correct
         key = {"seed": self.seed, "rank": self.global_rank, "step": self.rollout_batches, "what": "guidance"}
         generator = torch.Generator().manual_seed(int(fingerprint(key), 16) % 2**63)
         guided = algos.get_guidance(cfg.guidance)(correct, cfg.guidance_share, generator)
