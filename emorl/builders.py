@@ -17,6 +17,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from emorl.data.sampling import ADAPTIVE_BALANCES, BALANCE
+
 log = logging.getLogger(__name__)
 
 
@@ -114,7 +116,7 @@ CHOICES = {
     "checkpoint.select": ("best", "last"),
     "data.test_split": ("train", "val", "test", "all"),
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "data.balance": ("none", "class"),
+    "data.balance": tuple(BALANCE),
 }
 #: Settings that are true or false.
 SWITCHES = ("eval.base", "save_model", "data.shuffle_options", "data.check_audio")
@@ -144,6 +146,9 @@ def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
             raise ValueError(f"{key}={value!r}: set a whole number >= {least}")
+    if OmegaConf.select(cfg, "data.balance") in ADAPTIVE_BALANCES and OmegaConf.select(cfg, "algo.supervised"):
+        raise ValueError(f"data.balance={cfg.data.balance} weights the classes by the training answers GRPO samples; "
+                         f"algo={OmegaConf.select(cfg, 'algo.name')} samples none: use data.balance=class or none")
     grpo = grpo_settings(cfg)  # types and ranges of algo.grpo, before any corpus or model
     if grpo is not None:
         from emorl import algos

@@ -75,6 +75,16 @@ def global_mean(value: float | int, device: torch.device | str = "cpu") -> float
     return float(total) / dist.get_world_size()
 
 
+def global_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the processes of the run (itself when alone), same shape."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total
+
+
 def end_process_group() -> None:
     """Close the process group of a finished run, so that the next job of a sweep starts its own."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

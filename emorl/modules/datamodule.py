@@ -13,7 +13,7 @@ import torch
 from emorl.data.batching import Collator, EmotionQuestions
 from emorl.data.checks import check_items
 from emorl.data.corpus import Item, SkipReport
-from emorl.data.sampling import EpochBatchSampler, ResumableLoader, class_balance_weights
+from emorl.data.sampling import AccuracyBalance, EpochBatchSampler, ResumableLoader, class_balance_weights
 from emorl.prompts import ReasoningStrategy, gold_response
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.options_seed = options_seed
         self.seed = seed
         self.balance = balance
+        self.accuracy_balance: AccuracyBalance | None = None  # data.balance=accuracy, once the training loader exists
         self.test_split = test_split
         self.targets = targets
         self.prosody = prosody
@@ -233,8 +234,11 @@ class EmotionDataModule(L.LightningDataModule):
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         labels = [item.label for item in dataset.items] if hasattr(dataset, "items") else [""] * len(dataset)
         weights = class_balance_weights(labels, self.balance)  # None: a permutation per epoch
+        # data.balance=accuracy: the GRPO module reports each step's answers to it (observe)
+        self.accuracy_balance = weights if isinstance(weights, AccuracyBalance) else None
         sampler = EpochBatchSampler(len(dataset), self.batch_size, seed=self.seed, num_replicas=replicas, rank=rank,
-                                    alternate=self.task_alternation, weights=weights)
+                                    alternate=self.task_alternation, weights=None if self.accuracy_balance else weights,
+                                    adaptive=self.accuracy_balance)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self._collate())
 
     def train_batch_of(self, paths: list[str]) -> dict:

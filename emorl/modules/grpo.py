@@ -16,7 +16,7 @@ import torch
 
 from emorl import algos, rollout
 from emorl.data.corpus import fingerprint
-from emorl.distributed import global_mean
+from emorl.distributed import global_mean, global_sum
 from emorl.modules.base import EmotionModule
 from emorl.prompts import ReasoningStrategy, gold_response, parse_label
 from emorl.rewards.combine import RewardSet
@@ -243,6 +243,21 @@ class GRPOModule(EmotionModule):
                 self.failed_prompts.append(path)
         del self.failed_prompts[: max(0, len(self.failed_prompts) - self.algo.buffer_size)]
 
+    def report_class_accuracy(self, batch: dict, correct: torch.Tensor) -> None:
+        """``data.balance=accuracy``: this step's correct and sampled answers per gold class (``correct``: (P, G),
+        before guidance), summed over processes, to the datamodule's balance that draws the next prompts."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        balance = getattr(datamodule, "accuracy_balance", None)
+        if balance is None:
+            return
+        index = {c: i for i, c in enumerate(balance.classes)}
+        tally = torch.zeros(2, len(balance.classes), dtype=torch.float64)
+        for label, row in zip(batch["label"], correct, strict=True):
+            tally[0, index[label]] += float(row.sum())
+            tally[1, index[label]] += row.numel()
+        tally = global_sum(tally.to(self.device)).cpu()
+        balance.observe(self.rollout_batches, tally[0], tally[1])
+
     def buffer_due(self) -> bool:
         every = self.algo.buffer_every
         return bool(every) and (self.rollout_batches + 1) % every == 0 and bool(self.failed_prompts)
@@ -373,6 +388,7 @@ class GRPOModule(EmotionModule):
         correct = self.answered_correctly(batch, ro)
         if cfg.buffer_every:
             self.remember_failures(batch, correct)
+        self.report_class_accuracy(batch, correct)
         ro, total, components, off_policy = self.guide(batch, ro, total, components, progress, correct)
         device = ro.completion_ids.device
         advantages = algos.group_advantages(total, cfg.num_generations, cfg.advantage_scale, cfg.advantage_eps).to(device)
