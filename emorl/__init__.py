@@ -4,8 +4,20 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-#: The config tree, shipped inside the package (``emorl/conf/``): entry points find it from any directory.
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+def _conf_dir() -> Path:
+    """The Hydra config tree: ``conf/`` at the top of a checkout; an installed wheel carries it as ``emorl/conf/``
+    (``package-dir`` in ``pyproject.toml``).  Entry points find it from any directory."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"emorl's config tree (train.yaml) is neither in {package / 'conf'} nor in "
+                            f"{package.parent / 'conf'}: reinstall emorl (pip install -e . in a checkout)")
+
+
+#: The config tree (``conf/`` in a checkout, ``emorl/conf/`` once installed).
+CONF_DIR = _conf_dir()
 
 #: Files shipped inside the package: the pretrained embedded base (``assets/embedded_base``, built by ``emorl.pretrain``).
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"

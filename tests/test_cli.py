@@ -82,13 +82,14 @@ def test_evaluate_reloads_a_trained_run_and_reproduces_its_test_metrics(tmp_path
 
 
 def test_an_installed_wheel_finds_its_configuration_from_any_directory(tmp_path):
-    """``pip install .`` (not editable) ships emorl/conf: the entry points compose a run outside the checkout."""
+    """``pip install .`` (not editable) ships conf/ as emorl/conf: the entry points compose a run outside the checkout."""
     import importlib.util
     import shutil
 
     src, wheels, site = tmp_path / "src", tmp_path / "wheels", tmp_path / "site"
     # build from a copy of the sources: building writes build/ beside them
-    shutil.copytree(ROOT / "emorl", src / "emorl", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("emorl", "conf"):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "setup.cfg", "README.md"):
         shutil.copy(ROOT / name, src / name)
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
@@ -115,5 +116,15 @@ def test_an_installed_wheel_finds_its_configuration_from_any_directory(tmp_path)
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     module_file, zero2 = json.loads(check.stdout)
     assert module_file.startswith(str(site)), "the installed copy was imported, not the checkout"
+    assert Path(zero2).is_relative_to(site / "emorl" / "conf"), zero2  # the wheel's own copy of conf/
     assert json.loads(Path(zero2).read_text())["zero_optimization"]["stage"] == 2  # JSON files ship too
     assert not list(elsewhere.iterdir()), "composing wrote nothing into the working directory"
+
+
+def test_the_wheel_lists_every_package_of_the_checkout():
+    """pyproject.toml names the packages (conf/ is mapped into emorl.conf): a new package folder must be added."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "emorl").rglob("__init__.py")}
+    assert listed == on_disk | {"emorl.conf"}
