@@ -203,10 +203,30 @@ def check_optimizer(cfg: DictConfig) -> None:
         ) from error
 
 
+def deepspeed_stage(cfg: DictConfig) -> int | None:
+    """The ZeRO stage of the configured strategy (None: not DeepSpeed): read from its DeepSpeed config (a JSON
+    file or a mapping with ``zero_optimization``) or its ``stage`` argument."""
+    from hydra.utils import get_class
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    node = OmegaConf.select(cfg, "strategy.strategy")
+    if not isinstance(node, DictConfig) or not issubclass(get_class(node._target_), DeepSpeedStrategy):
+        return None
+    config = node.get("config")
+    if isinstance(config, str):
+        config = json.loads(Path(config).read_text())
+    elif config is not None:
+        config = OmegaConf.to_container(config, resolve=True)
+    if config and "zero_optimization" in config:
+        return int(config["zero_optimization"].get("stage", 0))
+    return int(node.get("stage", 2))  # DeepSpeedStrategy's own default
+
+
 def check_strategy(cfg: DictConfig, algo) -> None:
     """Settings DeepSpeed cannot run (yet), refused before any model is loaded."""
     name = str(cfg.get("strategy", {}).get("name", "auto"))
-    if not name.startswith("deepspeed"):
+    stage = deepspeed_stage(cfg)
+    if stage is None:
         return
     if algo is not None and algo.micro_batch_size != algo.prompts_per_step * algo.num_generations:
         raise ValueError(
@@ -214,7 +234,7 @@ def check_strategy(cfg: DictConfig, algo) -> None:
             f"{algo.prompts_per_step * algo.num_generations} (prompts_per_step x num_generations per process), and lower "
             "algo.grpo.prompts_per_step to fit memory; gradient accumulation over micro-batches under ZeRO is not verified"
         )
-    if "zero3" in name and cfg.save_model:
+    if stage == 3 and cfg.save_model:
         raise ValueError(
             f"strategy={name} shards the weights over the processes and emorl cannot export them yet: "
             "set save_model=false (the checkpoints hold the run), or train with strategy=deepspeed_zero2"
@@ -463,12 +483,13 @@ def run_tags(cfg: DictConfig) -> list[str]:
 def build_loggers(cfg: DictConfig, job_type: str) -> list:
     """The loggers of ``cfg.logger``; W&B runs get the sweep as ``group``, axis tags and ``job_type``
     unless the config sets them."""
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
+    from lightning.pytorch.loggers import WandbLogger
 
     loggers = []
     for node in (cfg.logger or {}).values():
         extra = {}
-        if str(node.get("_target_", "")).endswith("WandbLogger"):
+        if issubclass(get_class(node._target_), WandbLogger):
             extra = {"group": node.get("group") or sweep_name(), "tags": list(node.get("tags") or run_tags(cfg)),
                      "job_type": node.get("job_type") or job_type}
         loggers.append(instantiate(node, **extra))
@@ -477,7 +498,9 @@ def build_loggers(cfg: DictConfig, job_type: str) -> list:
 
 def finish_loggers(loggers: list) -> None:
     """Close the W&B run (the next job of a sweep starts its own)."""
-    if any(lg.__class__.__name__ == "WandbLogger" for lg in loggers):
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
         import wandb
 
         wandb.finish()

@@ -283,6 +283,9 @@ def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy
         "reasoning_config": OmegaConf.to_container(cfg.reasoning, resolve=True),
         "dataset": cfg.dataset.name,
         "algo": cfg.algo.name,
+        # the module class that evaluates the model (EmotionModule.restore) and its evaluation's settings
+        "module": OmegaConf.select(cfg, "algo.module._target_") or "emorl.modules.base.EmotionModule",
+        "evaluation": OmegaConf.to_container(cfg.algo.evaluation, resolve=True) if cfg.algo.get("evaluation") else {},
         "base_model": str(base_path),
         "adapter": hasattr(policy, "peft_config"),
         "generation": {

@@ -64,10 +64,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
     else:
         model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
     model.eval()
-    if info.get("algo") == "linear_probe":  # the frozen encoder and its trained head
-        from emorl.modules.probe import LinearProbeModule
-
-        module = LinearProbeModule.load(
+    if cfg.get("ckpt"):  # the exporting module's class evaluates its model (the probe: the frozen encoder and its head)
+        module = exported_module_class(info).restore(
             model_dir(cfg.ckpt), **module_arguments(cfg, model, processor, strategy, corpus.labels, out, train=False))
     else:
         module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
@@ -79,7 +77,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
         result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
     if {"transcript", "keywords"} <= {sec.tag for sec in strategy.sections}:
         result = {**result, **words_heard(datamodule, module.eval_records)}
-    if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=info.get("algo") == "prosody_sft"):
+    if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=bool(info.get("evaluation", {}).get("prosody_tasks"))):
         result = {**result, "prosody_tasks": prosody_task_accuracy(model, processor, datamodule, strategy,
                                                                    int(cfg.data.eval_batch_size))}
     metrics = {
@@ -100,6 +98,20 @@ def evaluate_run(cfg: DictConfig) -> dict:
     log.info("test UA %.4f WA %.4f F1 %.4f unparsed %.4f -> %s",
              result["ua"], result["wa"], result["f1"], result["unparsed_rate"], out / "metrics.json")
     return metrics
+
+
+def exported_module_class(info: dict) -> type:
+    """The :class:`~emorl.modules.base.EmotionModule` class named by an exported model's ``emorl.json``
+    (``module``; a model exported without one: the generative default)."""
+    from hydra.utils import get_class
+
+    from emorl.modules.base import EmotionModule
+
+    name = info.get("module", "emorl.modules.base.EmotionModule")
+    cls = get_class(name)
+    if not (isinstance(cls, type) and issubclass(cls, EmotionModule)):
+        raise ValueError(f"emorl.json names module {name!r}, which is not an emorl EmotionModule: re-export the model")
+    return cls
 
 
 def switched_on(setting, auto: bool) -> bool:

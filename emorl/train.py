@@ -115,8 +115,7 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
             _save_results(run_dir, metrics, labels, module.eval_records)  # the metrics first: a failed export keeps them
             if cfg.save_model:  # a peft adapter with LoRA, the full model otherwise
                 export_model(module.policy, processor, run_dir / "model", cfg, labels, strategy, base_path)
-                if hasattr(module, "save_head"):  # algo=linear_probe: the trained head beside the frozen backbone
-                    module.save_head(run_dir / "model")
+                module.export(run_dir / "model")  # what the module's own evaluation needs (the probe's head)
             _cross_corpus(metrics, cross_corpus, trainer.world_size, None, run_dir)
     except SIGTERMException:
         log.warning(

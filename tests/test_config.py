@@ -218,3 +218,23 @@ def test_the_embedded_base_is_warm_started_on_the_experiments_corpus_style(cfg_f
     builders.resolve_model_path(cfg, SyntheticCorpus(tmp_path / "c", **corpus_settings), None)
     default = SyntheticCorpus(tmp_path / "c")
     assert (used[0].name == default.dir.name) == same_as_default  # the corpus's fingerprint: its settings
+
+
+@pytest.mark.parametrize("strategy, stage", [
+    ("auto", None),                     # Lightning's choice: no DeepSpeed
+    ("ddp", None),                      # DDPStrategy: no DeepSpeed
+    ("deepspeed_zero2", 2),             # read from conf/deepspeed/zero2.json
+    ("deepspeed_zero3", 3),             # read from conf/deepspeed/zero3.json
+    ("deepspeed_zero3_offload", 3),     # the offload variant is stage 3 too
+])
+def test_the_zero_stage_is_read_from_the_strategy_config_not_its_name(cfg_factory, strategy, stage):
+    from emorl.builders import check_strategy, deepspeed_stage, grpo_settings
+
+    cfg = cfg_factory(f"strategy={strategy}", "algo.grpo.prompts_per_step=2", "algo.grpo.num_generations=3",
+                      "algo.grpo.micro_batch_size=6")  # one backward pass per step, as DeepSpeed needs
+    assert deepspeed_stage(cfg) == stage
+    if stage == 3:  # the weights are sharded: exporting them is refused before any model is built
+        with pytest.raises(ValueError, match="shards the weights over the processes"):
+            check_strategy(cfg, grpo_settings(cfg))
+    else:
+        check_strategy(cfg, grpo_settings(cfg))

@@ -298,8 +298,9 @@ def test_ptr_runs_with_measured_prosody_reaching_the_rewards(cfg_factory):
     rows = csv_rows(cfg.paths.output_dir)
     assert len(rows) == 2
     assert [float(r["train/reward/probe"]) for r in rows] == [1.0, 1.0]  # every clip had levels and a transcript
-    assert all(0.0 < float(r["train/reward/tau"]) <= 1.0 for r in rows)
-    assert [float(r["train/reward/reasoning_on"]) for r in rows] == [1.0, 1.0]
+    assert all(0.0 < float(r["train/reward_info/tau"]) <= 1.0 for r in rows)
+    assert [float(r["train/reward_info/reasoning_on"]) for r in rows] == [1.0, 1.0]
+    assert not any(k in rows[0] for k in ("train/reward/reasoning_on", "train/reward/tau"))  # no reward of their own
     # the untrained base claims nothing checkable: the grounding reward is the no-claim penalty,
     # no sample claims a prosody level, and faithfulness (a share of claims) is not logged
     assert all(float(r["train/reward/reasoning"]) == pytest.approx(-0.5) for r in rows)

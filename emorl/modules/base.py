@@ -114,6 +114,16 @@ class EmotionModule(L.LightningModule):
         return bool(config) and self.trainer.world_size > 1 and int(config["zero_optimization"].get("stage", 0)) == 3
 
     # ---------------------------------------------------------- checkpoints
+    def export(self, model_dir) -> None:
+        """Write, beside the exported policy in ``model_dir``, what evaluating it later needs (a generative
+        policy: nothing; :meth:`restore` reads it back)."""
+
+    @classmethod
+    def restore(cls, model_dir, **arguments) -> EmotionModule:
+        """The evaluation module of a model a run of this class exported into ``model_dir`` (``arguments``:
+        :func:`emorl.builders.module_arguments`): for a generative policy, its greedy answers."""
+        return EmotionModule(**arguments)
+
     def extra_state(self) -> dict:
         """Counters a resumed run needs beyond weights, optimizer and loop state."""
         return {
@@ -196,7 +206,9 @@ class EmotionModule(L.LightningModule):
     def _log_eval_plots(self, stage: str, preds: list[str | None], targets: list[str], result: dict) -> None:
         """W&B only: the confusion matrix (unparsable answers as their own column), per-class recall and the
         predicted-label histogram of this evaluation, as W&B charts."""
-        runs = [lg.experiment for lg in self.loggers if lg.__class__.__name__ == "WandbLogger"]
+        from lightning.pytorch.loggers import WandbLogger
+
+        runs = [lg.experiment for lg in self.loggers if isinstance(lg, WandbLogger)]
         if not runs:
             return
         import wandb

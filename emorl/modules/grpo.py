@@ -545,8 +545,9 @@ class GRPOModule(EmotionModule):
         for label in self.labels:
             values[f"train/sampled/{label}"] = torch.tensor(sum(p == label for p in preds) / len(preds))
         values["train/sampled/unparsed"] = torch.tensor(sum(p is None for p in preds) / len(preds))
-        for name, v in components.items():
-            values[f"train/reward/{name}"] = torch.nanmean(v)
+        for name, v in components.items():  # rewards, and what a reward set reports beside them (PTR's tau, switch)
+            kind = "reward" if name in self.rewards.functions else "reward_info"
+            values[f"train/{kind}/{name}"] = torch.nanmean(v)
         if "format" in components:
             values["train/format_rate"] = torch.nanmean(components["format"])
         if any(batch.get("prosody") or ()) and any(sec.tag == "prosody" for sec in self.strategy.sections):

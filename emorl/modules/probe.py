@@ -55,13 +55,13 @@ class LinearProbeModule(EmotionModule):
     def tower(self) -> nn.Module:  # looked up, not registered: the checkpoint holds the head alone
         return audio_tower_of(self.policy)
 
-    def save_head(self, model_dir) -> None:
+    def export(self, model_dir) -> None:
         """Write the head beside the exported backbone (``model/probe_head.pt``)."""
         torch.save({"state_dict": self.head.state_dict(), "labels": list(self.labels), "hidden": self.hidden},
                    f"{model_dir}/{self.HEAD_FILE}")
 
     @classmethod
-    def load(cls, model_dir, **arguments) -> LinearProbeModule:
+    def restore(cls, model_dir, **arguments) -> LinearProbeModule:
         """The probe exported into ``model_dir`` (``arguments``: :func:`emorl.builders.module_arguments`), to score
         a corpus whose labels are its training labels."""
         saved = torch.load(f"{model_dir}/{cls.HEAD_FILE}", map_location="cpu")

@@ -68,7 +68,8 @@ class PTRRewardSet(RewardSet):
     ``outcome`` and ``reasoning`` name the components (the accuracy reward and the reasoning
     scorer); the other components are summed with their weights as usual.  ``use_tau=False`` and
     ``start_step=0, accuracy_threshold=0`` give the ablations (no τ, no schedule).  Adds the
-    components ``tau`` and ``reasoning_on`` for logging (not part of the total).
+    components ``tau`` and ``reasoning_on``, which are no reward functions: the GRPO module logs them as
+    ``train/reward_info/*``, beside the rewards (not part of the total).
     """
 
     outcome: str = "accuracy"
