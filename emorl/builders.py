@@ -125,6 +125,14 @@ WHOLE_NUMBERS = {"seed": 0, "num_threads": 0, "data.eval_batch_size": 1, "data.b
                  "model.seed": 0, "batch_size": 1}
 
 
+def use_threads(cfg: DictConfig) -> None:
+    """``num_threads``: torch's intra-op threads for this process (0: torch's default)."""
+    import torch
+
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+
+
 def check_run_settings(cfg: DictConfig, training: bool = True) -> None:
     """Settings a run would misread or fail on late, refused in seconds, each by its full key.
 

@@ -105,8 +105,17 @@ def validation_follows(trainer) -> bool:
     Asked in ``on_train_batch_end``; the answer is the one the training loop gets when it
     decides, a moment later, from the same counters.
     """
+    # Lightning has no public answer to this question: its own (private) decision is asked, and a Lightning
+    # without it is refused loudly (tests/test_resume.py checks the timing end to end)
     loop = trainer.fit_loop
-    return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
+    decide = getattr(loop.epoch_loop, "_should_check_val_fx", None)
+    if decide is None or not hasattr(loop, "_data_fetcher"):
+        import lightning
+
+        raise RuntimeError(f"lightning {lightning.__version__} no longer has the training loop's validation "
+                           "decision (fit_loop.epoch_loop._should_check_val_fx) that emorl's periodic checkpoints "
+                           "ask; install a lightning that has it (emorl is tested with 2.6)")
+    return bool(decide(loop._data_fetcher))
 
 
 class PeriodicCheckpoint(Checkpoint):

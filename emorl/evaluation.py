@@ -23,63 +23,23 @@ def evaluate_run(cfg: DictConfig) -> dict:
     ``cfg.paths.output_dir`` (``metrics.json``, ``predictions.jsonl``, a confusion matrix); returns the metrics."""
     from hydra.utils import instantiate
 
-    from emorl.builders import (
-        build_module,
-        check_run_settings,
-        checkpoint_strategy,
-        load_checkpoint,
-        model_dir,
-        module_arguments,
-        resolve_model_path,
-    )
+    from emorl.builders import check_run_settings, checkpoint_strategy, use_threads
     from emorl.checkpointing import read_model_info
-    from emorl.data.corpus import RelabeledCorpus
-    from emorl.emotions import cross_corpus_mapping, label_set
-    from emorl.metrics import plot_confusion
-    from emorl.models.loading import load_backbone
-    from emorl.results import write_json_atomic, write_jsonl_atomic
 
     check_run_settings(cfg, training=False)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    use_threads(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    info = read_model_info(model_dir(cfg.ckpt)) if cfg.get("ckpt") else {}
+    info = read_model_info(_model_dir(cfg)) if cfg.get("ckpt") else {}
     strategy = checkpoint_strategy(cfg, info)
-    corpus = instantiate(cfg.dataset.corpus)
-    trained = cfg.eval.get("trained_labels") or info.get("labels")
-    mapping = None
-    if trained:
-        trained = label_set(trained if isinstance(trained, str) else list(trained))
-        mapping = cross_corpus_mapping(corpus.labels, trained)
-        merged = {k: v for k, v in mapping.items() if k != v}
-        log.info("labels of %s for a model trained on %s: %s", corpus.name, list(trained),
-                 ", ".join(f"{k} -> {v}" for k, v in merged.items()) or "no label mapped")
-        if merged:
-            corpus = RelabeledCorpus(corpus, mapping)
+    corpus, mapping = _test_corpus(cfg, info)
     datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
     datamodule.setup("test")  # the split's labels and audio are checked before any model is loaded
-    if cfg.get("ckpt"):
-        model, processor = load_checkpoint(cfg.ckpt, cfg.model.dtype)
-    else:
-        model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
-    model.eval()
-    if cfg.get("ckpt"):  # the exporting module's class evaluates its model (the probe: the frozen encoder and its head)
-        module = exported_module_class(info).restore(
-            model_dir(cfg.ckpt), **module_arguments(cfg, model, processor, strategy, corpus.labels, out, train=False))
-    else:
-        module = build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
+    model, processor, module = _evaluation_module(cfg, info, corpus, strategy, out)
     datamodule.use_processor(processor)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
-    result = module.eval_results["test"]
-    if switched_on(cfg.eval.get("faithfulness", "auto"), auto=any(sec.tag == "prosody" for sec in strategy.sections)):
-        result = {**result, **prosody_faithfulness(datamodule, module.eval_records)}
-    if {"transcript", "keywords"} <= {sec.tag for sec in strategy.sections}:
-        result = {**result, **words_heard(datamodule, module.eval_records)}
-    if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=bool(info.get("evaluation", {}).get("prosody_tasks"))):
-        result = {**result, "prosody_tasks": prosody_task_accuracy(model, processor, datamodule, strategy,
-                                                                   int(cfg.data.eval_batch_size))}
+    result = {**module.eval_results["test"], **_reasoning_scores(cfg, info, strategy, datamodule, module, model, processor)}
     metrics = {
         "ckpt": str(cfg.get("ckpt")),
         "dataset": cfg.dataset.name,
@@ -90,14 +50,78 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "test": result,
         "data": datamodule.summary(),
     }
+    _write_evaluation(out, metrics, module.eval_records, corpus.labels, f"{cfg.dataset.name} test")
+    return metrics
+
+
+def _model_dir(cfg: DictConfig) -> Path:
+    from emorl.builders import model_dir
+
+    return model_dir(cfg.ckpt)
+
+
+def _test_corpus(cfg: DictConfig, info: dict):
+    """The corpus to score and, for a model trained on other labels, its labels mapped onto the model's
+    (``(corpus, mapping or None)``)."""
+    from hydra.utils import instantiate
+
+    from emorl.data.corpus import RelabeledCorpus
+    from emorl.emotions import cross_corpus_mapping, label_set
+
+    corpus = instantiate(cfg.dataset.corpus)
+    trained = cfg.eval.get("trained_labels") or info.get("labels")
+    if not trained:
+        return corpus, None
+    trained = label_set(trained if isinstance(trained, str) else list(trained))
+    mapping = cross_corpus_mapping(corpus.labels, trained)
+    merged = {k: v for k, v in mapping.items() if k != v}
+    log.info("labels of %s for a model trained on %s: %s", corpus.name, list(trained),
+             ", ".join(f"{k} -> {v}" for k, v in merged.items()) or "no label mapped")
+    return (RelabeledCorpus(corpus, mapping) if merged else corpus), mapping
+
+
+def _evaluation_module(cfg: DictConfig, info: dict, corpus, strategy, out: Path):
+    """The model to score and its evaluation module: a run's export, restored by the module class that exported
+    it (the probe: the frozen encoder and its head), or the configured starting model's greedy answers."""
+    from emorl.builders import build_module, load_checkpoint, module_arguments, resolve_model_path
+    from emorl.models.loading import load_backbone
+
+    if cfg.get("ckpt"):
+        model, processor = load_checkpoint(cfg.ckpt, cfg.model.dtype)
+        model.eval()
+        arguments = module_arguments(cfg, model, processor, strategy, corpus.labels, out, train=False)
+        return model, processor, exported_module_class(info).restore(_model_dir(cfg), **arguments)
+    model, processor = load_backbone(resolve_model_path(cfg, corpus, strategy), cfg.model.dtype)
+    model.eval()
+    return model, processor, build_module(cfg, model, processor, strategy, corpus.labels, out, train=False)
+
+
+def _reasoning_scores(cfg: DictConfig, info: dict, strategy, datamodule, module, model, processor) -> dict:
+    """What the answers' reasoning gets right beside the label: prosody faithfulness (a prosody section), the
+    words heard (transcript and key-word sections), and the prosody questions' accuracy (``eval.prosody_tasks``)."""
+    tags = {sec.tag for sec in strategy.sections}
+    scores = {}
+    if switched_on(cfg.eval.get("faithfulness", "auto"), auto="prosody" in tags):
+        scores.update(prosody_faithfulness(datamodule, module.eval_records))
+    if {"transcript", "keywords"} <= tags:
+        scores.update(words_heard(datamodule, module.eval_records))
+    if switched_on(cfg.eval.get("prosody_tasks", "auto"), auto=bool(info.get("evaluation", {}).get("prosody_tasks"))):
+        scores["prosody_tasks"] = prosody_task_accuracy(model, processor, datamodule, strategy, int(cfg.data.eval_batch_size))
+    return scores
+
+
+def _write_evaluation(out: Path, metrics: dict, records: list[dict], labels, title: str) -> None:
+    from emorl.metrics import plot_confusion
+    from emorl.results import write_json_atomic, write_jsonl_atomic
+
     write_json_atomic(out / "metrics.json", metrics)
-    if mapping:
-        write_json_atomic(out / "label_mapping.json", mapping)
-    write_jsonl_atomic(out / "predictions.jsonl", module.eval_records)
-    plot_confusion(result["confusion"], corpus.labels, out / "confusion_test.png", title=f"{cfg.dataset.name} test")
+    if metrics["label_mapping"]:
+        write_json_atomic(out / "label_mapping.json", metrics["label_mapping"])
+    write_jsonl_atomic(out / "predictions.jsonl", records)
+    result = metrics["test"]
+    plot_confusion(result["confusion"], labels, out / "confusion_test.png", title=title)
     log.info("test UA %.4f WA %.4f F1 %.4f unparsed %.4f -> %s",
              result["ua"], result["wa"], result["f1"], result["unparsed_rate"], out / "metrics.json")
-    return metrics
 
 
 def exported_module_class(info: dict) -> type:

@@ -76,9 +76,14 @@ def vote(answers: list[str | None]) -> tuple[str | None, float]:
 def predict(cfg, clips: list[str]) -> list[dict]:
     """``{path, emotion, reasoning, response, seconds, heard_seconds[, note, windows]}`` per clip
     (``emotion`` None when the answer is unparsable)."""
-    import torch
-
-    from emorl.builders import build_module, check_run_settings, checkpoint_strategy, load_checkpoint, model_dir
+    from emorl.builders import (
+        build_module,
+        check_run_settings,
+        checkpoint_strategy,
+        load_checkpoint,
+        model_dir,
+        use_threads,
+    )
     from emorl.checkpointing import read_model_info
     from emorl.data.audio import SAMPLE_RATE, load_audio
     from emorl.data.batching import Collator, Example
@@ -88,8 +93,7 @@ def predict(cfg, clips: list[str]) -> list[dict]:
     mode = cfg.get("long_clips", "first")
     if mode not in LONG_CLIPS:
         raise ValueError(f"long_clips={mode!r} is not one of {', '.join(LONG_CLIPS)}")
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    use_threads(cfg)
     info = read_model_info(model_dir(cfg.ckpt))
     strategy = checkpoint_strategy(cfg, info)
     labels = cfg.get("labels") or info.get("labels")

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emorl import CONF_DIR
@@ -85,36 +84,51 @@ def pretrain(cfg: DictConfig) -> dict:
 
 def _pretrain(cfg: DictConfig) -> dict:
     import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
 
-    from emorl.checkpointing import (
-        CheckpointOnSigterm,
-        PeriodicCheckpoint,
-        SettingsInCheckpoint,
-        resume_path,
-        run_settings,
-        use_atomic_checkpoints,
-    )
-    from emorl.data.audio import load_audio
-    from emorl.data.batching import Collator
-    from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
-    from emorl.models.tiny import build_tiny_backbone
-    from emorl.modules.pretrain import PretrainModule
-    from emorl.modules.pretrain_data import MixtureData
+    from emorl.builders import use_threads
+    from emorl.checkpointing import resume_path
     from emorl.pretraining.lexicon import read_lexicon
-    from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
 
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
+    use_threads(cfg)
     start = time.time()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = run_dir / "checkpoints"
-    resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")
+    resume = resume_path(cfg, run_dir / "checkpoints", run_dir / "config_resolved.yaml")
     lexicon = read_lexicon(cfg.pretrain.lexicon.path)  # a missing lexicon stops the build before any work
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
     clips, val_clips = pretraining_clips(cfg, Path(cfg.paths.cache_dir))
+    audio = _audio_cache()
+    tasks, model, processor = _untrained_base(cfg, run_dir, clips, audio, lexicon)
+    L.seed_everything(int(cfg.seed), workers=True)
+    module, data, trainer = _pretraining_run(cfg, run_dir, tasks, model, processor, val_clips, audio)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    if not trainer.is_global_zero:
+        return {}
+    out = run_dir / "model"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    summary = {
+        "steps": int(trainer.global_step),
+        "examples": int(trainer.global_step) * int(cfg.pretrain.batch_size) * trainer.world_size,
+        "processes": trainer.world_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": round(module.train_seconds, 1),  # every resumption's training steps
+        "seconds_this_command": round(time.time() - start, 1),
+        "clips": {"experiment_train": sum(c.source == "experiment" for c in clips),
+                  "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips)},
+        "lexicon_words": len(lexicon),
+        "git_commit": git_commit(),
+        "validation": module.last_val,
+    }
+    (run_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
+    log.info("the embedded base is in %s: %s", out, summary)
+    return summary
+
+
+def _audio_cache():
+    """``path -> waveform``, each clip read once."""
+    from emorl.data.audio import load_audio
+
     waveforms: dict[str, np.ndarray] = {}
 
     def audio(path: str) -> np.ndarray:
@@ -122,51 +136,57 @@ def _pretrain(cfg: DictConfig) -> dict:
             waveforms[path] = load_audio(path)
         return waveforms[path]
 
+    return audio
+
+
+def _untrained_base(cfg: DictConfig, run_dir: Path, clips, audio, lexicon):
+    """The task mixture and the untrained model (its tokenizer fitted to the mixture's texts), built once into
+    ``<run>/init``: a resumed run loads the same one.  Returns ``(tasks, model, processor)``."""
+    from emorl.models.loading import load_backbone
+    from emorl.models.tiny import build_tiny_backbone
+    from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
+
     tasks = PretrainTasks(clips, audio, lexicon, OmegaConf.to_container(cfg.pretrain.tasks),
                           OmegaConf.to_container(cfg.pretrain.formats), seed=int(cfg.seed))
     init = run_dir / "init"
-    if not (init / "done").exists():  # the untrained model: the same for a resumed run
+    if not (init / "done").exists():
         texts = tokenizer_texts(tasks, int(cfg.pretrain.tokenizer_examples))
         build_tiny_backbone(init, texts, seed=int(cfg.seed), **OmegaConf.to_container(cfg.model.build))
         (init / "done").write_text("ok\n")
     model, processor = load_backbone(init)
     log.info("the base: %.2f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
-    L.seed_everything(int(cfg.seed), workers=True)
-    module = PretrainModule(model, processor, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay,
-                            warmup_steps=cfg.pretrain.warmup_steps, min_lr_ratio=cfg.pretrain.min_lr_ratio,
-                            max_new_tokens=cfg.pretrain.max_new_tokens, suppress_ids=suppressed_token_ids(processor),
-                            end_ids=end_token_ids(model, processor))
-    collate = Collator(processor)
-    data = MixtureData(tasks, collate, batch_size=int(cfg.pretrain.batch_size), steps=int(cfg.pretrain.steps),
-                       val_examples=validation_examples(val_clips, int(cfg.pretrain.val_clips), audio, int(cfg.seed)))
+    return tasks, model, processor
+
+
+def _pretraining_run(cfg: DictConfig, run_dir: Path, tasks, model, processor, val_clips, audio):
+    """The pretraining module, its data and its trainer (periodic and SIGTERM checkpoints, settings inside them)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from emorl.checkpointing import (
+        CheckpointOnSigterm,
+        PeriodicCheckpoint,
+        SettingsInCheckpoint,
+        run_settings,
+        use_atomic_checkpoints,
+    )
+    from emorl.data.batching import Collator
+    from emorl.models.loading import end_token_ids, suppressed_token_ids
+    from emorl.modules.pretrain import PretrainModule
+    from emorl.modules.pretrain_data import MixtureData
+
+    p = cfg.pretrain
+    module = PretrainModule(model, processor, lr=p.lr, weight_decay=p.weight_decay, warmup_steps=p.warmup_steps,
+                            min_lr_ratio=p.min_lr_ratio, max_new_tokens=p.max_new_tokens,
+                            suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
+    data = MixtureData(tasks, Collator(processor), batch_size=int(p.batch_size), steps=int(p.steps),
+                       val_examples=validation_examples(val_clips, int(p.val_clips), audio, int(cfg.seed)))
+    last = run_dir / "checkpoints" / "last.ckpt"
     trainer = hydra.utils.instantiate(
         cfg.trainer, logger=CSVLogger(run_dir, name="csv", version=""),
-        callbacks=[SettingsInCheckpoint(run_settings(cfg)),
-                   PeriodicCheckpoint(ckpt_dir / "last.ckpt", int(cfg.pretrain.every_n_steps)),
-                   CheckpointOnSigterm(ckpt_dir / "last.ckpt")])
+        callbacks=[SettingsInCheckpoint(run_settings(cfg)), PeriodicCheckpoint(last, int(p.every_n_steps)),
+                   CheckpointOnSigterm(last)])
     use_atomic_checkpoints(trainer)
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
-    summary = {}
-    if trainer.is_global_zero:
-        out = run_dir / "model"
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
-        summary = {
-            "steps": int(trainer.global_step),
-            "examples": int(trainer.global_step) * int(cfg.pretrain.batch_size) * trainer.world_size,
-            "processes": trainer.world_size,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "train_seconds": round(module.train_seconds, 1),  # every resumption's training steps
-            "seconds_this_command": round(time.time() - start, 1),
-            "clips": {"experiment_train": sum(c.source == "experiment" for c in clips),
-                      "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips)},
-            "lexicon_words": len(lexicon),
-            "git_commit": git_commit(),
-            "validation": module.last_val,
-        }
-        (run_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))
-        log.info("the embedded base is in %s: %s", out, summary)
-    return summary
+    return module, data, trainer
 
 
 def git_commit() -> str | None:

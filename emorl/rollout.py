@@ -183,7 +183,7 @@ def shared_prefix(model, prompt: dict, prompt_index: torch.Tensor):
         feature_attention_mask=prompt["feature_attention_mask"][used],
         use_cache=True,
     )
-    cache = out.past_key_values
+    cache = out.cache
     if cache is None or cache.get_seq_length() == 0:  # checkpointed layers in training mode keep no cache
         return None
     cache.batch_select_indices(inverse.to(ids.device))
@@ -282,7 +282,7 @@ def sample(
             out = model.generate(
                 input_ids=inputs["input_ids"][index],
                 attention_mask=inputs["attention_mask"][index],
-                past_key_values=cache,
+                cache=cache,
                 **generate_kwargs,
             )
         else:
@@ -331,7 +331,7 @@ def completion_log_probs(
             input_ids=input_ids,
             attention_mask=attention_mask[:, :-1],
             position_ids=position_ids[:, p - 1 : -1],
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         logits = out.logits

@@ -14,10 +14,10 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emorl import CONF_DIR
@@ -33,99 +33,149 @@ def train(cfg: DictConfig) -> tuple[dict, dict]:
         return _train(cfg)
 
 
+@dataclass
+class Prepared:
+    """What a run's preflight built and checked, before any model: its folder, resume point and data."""
+
+    run_dir: Path
+    resume: str | None
+    trains: bool
+    cross_corpus: dict
+    strategy: object
+    labels: list[str]
+    rewards: object
+    datamodule: object
+    base_path: str
+
+
 def _train(cfg: DictConfig) -> tuple[dict, dict]:
-    import lightning as L
-    from hydra.utils import instantiate
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from emorl import builders
-    from emorl.checkpointing import checkpoint_callbacks, export_model, resume_path, use_atomic_checkpoints
-    from emorl.results import write_json_atomic
 
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    L.seed_everything(int(cfg.seed), workers=True)
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir = run_dir / "checkpoints"
-    resume = resume_path(cfg, ckpt_dir, run_dir / "config_resolved.yaml")  # checks settings before any work
-
-    # Preflight: every check that needs no model runs first, in seconds, before hours of work.
-    trains = builders.trains(cfg)
-    builders.check_run_settings(cfg, training=trains)
-    cross_corpus = builders.cross_corpus_configs(cfg, run_dir)  # each named dataset config loads and names its files
-    algo = builders.grpo_settings(cfg)  # checks invariants before any work
-    builders.check_strategy(cfg, algo)
-    corpus = instantiate(cfg.dataset.corpus)
-    strategy = instantiate(cfg.reasoning)
-    labels = corpus.labels
-    rewards = None
-    if builders.module_takes(cfg, "rewards"):  # checks gamma, schedule, rules before any model
-        rewards = builders.build_rewards(cfg.reward, strategy, labels)
-    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
-    for stage in ("fit", "test"):  # every split's labels and audio are checked before any model is built
-        datamodule.setup(stage)
-
-    base_path = builders.resolve_model_path(cfg, corpus, strategy)
-    if not trains:
-        return _zero_shot(cfg, base_path, datamodule, strategy, labels, run_dir, cross_corpus)
-    policy, processor, reference = builders.build_policy(cfg, base_path)
-    datamodule.use_processor(processor)
-    module = builders.build_module(cfg, policy, processor, strategy, labels, run_dir, reference=reference, rewards=rewards)
-    loggers = builders.build_loggers(cfg, job_type="train")
-    callbacks = checkpoint_callbacks(cfg, ckpt_dir)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
-    use_atomic_checkpoints(trainer)
-    if trainer.is_global_zero and resume is None:
-        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
-    metrics: dict = {"run_dir": str(run_dir), "seed": int(cfg.seed), "algo": cfg.algo.name}
-    base_file = run_dir / "metrics_base.json"
+    run = _preflight(cfg)
+    if not run.trains:
+        return _zero_shot(cfg, run.base_path, run.datamodule, run.strategy, run.labels, run.run_dir, run.cross_corpus)
+    module, trainer, loggers, callbacks = _build(cfg, run)
+    metrics: dict = {"run_dir": str(run.run_dir), "seed": int(cfg.seed), "algo": cfg.algo.name}
     try:
-        if cfg.eval.base and resume is not None and base_file.exists():
-            metrics["base"] = json.loads(base_file.read_text())  # measured before the interruption
-        elif cfg.eval.base:
-            trainer.test(module, datamodule=datamodule, verbose=False)
-            metrics["base"] = module.eval_results["test"]
-            if trainer.is_global_zero:
-                write_json_atomic(base_file, metrics["base"])
+        if cfg.eval.base:
+            metrics["base"] = _base_metrics(run, module, trainer)
         start = time.time()
-        if resume is not None:
-            log.info("resuming from %s", resume)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        if run.resume is not None:
+            log.info("resuming from %s", run.resume)
+        trainer.fit(module, datamodule=run.datamodule, ckpt_path=run.resume)
         wall = time.time() - start
         final = module.final_train_metrics  # before testing a checkpoint, whose loading restores its own window
-        best = callbacks["best"].best_model_path
-        selected = best if cfg.checkpoint.select == "best" and best else None
-        if cfg.checkpoint.select == "best" and not best:
-            log.warning("no validation ran, so no best checkpoint exists: the final policy is tested and saved")
-        trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=selected)
+        selected = _selected_checkpoint(cfg, callbacks["best"].best_model_path)
+        trainer.test(module, datamodule=run.datamodule, verbose=False, ckpt_path=selected)
         metrics["trained"] = module.eval_results["test"]
-        metrics["train"] = {
-            "steps": int(trainer.global_step),
-            "wall_time_s": round(wall, 1),
-            "final": final,  # mean of the last 10 steps
-            "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
-            "selected_checkpoint": Path(selected).name if selected else "final",
-            "selected_step": module.best_val_step if selected else int(trainer.global_step),
-        }
-        metrics["data"] = datamodule.summary()
+        metrics["train"] = _train_summary(module, trainer, wall, final, selected)
+        metrics["data"] = run.datamodule.summary()
         if trainer.is_global_zero:
-            _save_results(run_dir, metrics, labels, module.eval_records)  # the metrics first: a failed export keeps them
-            if cfg.save_model:  # a peft adapter with LoRA, the full model otherwise
-                export_model(module.policy, processor, run_dir / "model", cfg, labels, strategy, base_path)
-                module.export(run_dir / "model")  # what the module's own evaluation needs (the probe's head)
-            _cross_corpus(metrics, cross_corpus, trainer.world_size, None, run_dir)
+            _save_results(run.run_dir, metrics, run.labels, module.eval_records)  # the metrics first: a failed export keeps them
+            if cfg.save_model:
+                _export(cfg, run, module)
+            _cross_corpus(metrics, run.cross_corpus, trainer.world_size, None, run.run_dir)
     except SIGTERMException:
-        log.warning(
-            "terminated at step %d; rerun the same command with hydra.run.dir=%s to continue from %s",
-            trainer.global_step, run_dir, ckpt_dir / "last.ckpt",
-        )
+        log.warning("terminated at step %d; rerun the same command with hydra.run.dir=%s to continue from %s",
+                    trainer.global_step, run.run_dir, run.run_dir / "checkpoints" / "last.ckpt")
         raise SystemExit(143) from None
     finally:
         builders.finish_loggers(loggers)
-    return metrics, {"module": module, "trainer": trainer, "datamodule": datamodule}
+    return metrics, {"module": module, "trainer": trainer, "datamodule": run.datamodule}
+
+
+def _preflight(cfg: DictConfig) -> Prepared:
+    """Every check that needs no model, in seconds, before hours of work: settings, resume point, corpus and
+    audio of every split, rewards, the cross-corpus configs, the base model's path."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from emorl import builders
+    from emorl.checkpointing import resume_path
+
+    builders.use_threads(cfg)
+    L.seed_everything(int(cfg.seed), workers=True)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = resume_path(cfg, run_dir / "checkpoints", run_dir / "config_resolved.yaml")  # checks settings first
+    trains = builders.trains(cfg)
+    builders.check_run_settings(cfg, training=trains)
+    cross_corpus = builders.cross_corpus_configs(cfg, run_dir)  # each named dataset config loads and names its files
+    builders.check_strategy(cfg, builders.grpo_settings(cfg))  # algo.grpo's invariants, then the strategy's
+    corpus = instantiate(cfg.dataset.corpus)
+    strategy = instantiate(cfg.reasoning)
+    rewards = None
+    if builders.module_takes(cfg, "rewards"):  # checks gamma, schedule, rules before any model
+        rewards = builders.build_rewards(cfg.reward, strategy, corpus.labels)
+    datamodule = instantiate(cfg.data, _partial_=True)(corpus=corpus, strategy=strategy)
+    for stage in ("fit", "test"):  # every split's labels and audio are checked before any model is built
+        datamodule.setup(stage)
+    return Prepared(run_dir, resume, trains, cross_corpus, strategy, corpus.labels, rewards, datamodule,
+                    builders.resolve_model_path(cfg, corpus, strategy))
+
+
+def _build(cfg: DictConfig, run: Prepared):
+    """The policy, its LightningModule, loggers, checkpoint callbacks and trainer; the resolved config written."""
+    from hydra.utils import instantiate
+
+    from emorl import builders
+    from emorl.checkpointing import checkpoint_callbacks, use_atomic_checkpoints
+
+    policy, processor, reference = builders.build_policy(cfg, run.base_path)
+    run.datamodule.use_processor(processor)
+    module = builders.build_module(cfg, policy, processor, run.strategy, run.labels, run.run_dir, reference=reference,
+                                   rewards=run.rewards)
+    loggers = builders.build_loggers(cfg, job_type="train")
+    callbacks = checkpoint_callbacks(cfg, run.run_dir / "checkpoints")
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))
+    use_atomic_checkpoints(trainer)
+    if trainer.is_global_zero and run.resume is None:
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        (run.run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return module, trainer, loggers, callbacks
+
+
+def _base_metrics(run: Prepared, module, trainer) -> dict:
+    """The starting model's test metrics: measured now, or read back when a resumed run measured them before."""
+    from emorl.results import write_json_atomic
+
+    base_file = run.run_dir / "metrics_base.json"
+    if run.resume is not None and base_file.exists():
+        return json.loads(base_file.read_text())  # measured before the interruption
+    trainer.test(module, datamodule=run.datamodule, verbose=False)
+    if trainer.is_global_zero:
+        write_json_atomic(base_file, module.eval_results["test"])
+    return module.eval_results["test"]
+
+
+def _selected_checkpoint(cfg: DictConfig, best: str) -> str | None:
+    """The checkpoint to test and export: the best by validation UA (``checkpoint.select=best``), else the final policy."""
+    if cfg.checkpoint.select == "best" and not best:
+        log.warning("no validation ran, so no best checkpoint exists: the final policy is tested and saved")
+    return best if cfg.checkpoint.select == "best" and best else None
+
+
+def _train_summary(module, trainer, wall: float, final: dict, selected: str | None) -> dict:
+    return {
+        "steps": int(trainer.global_step),
+        "wall_time_s": round(wall, 1),
+        "final": final,  # mean of the last 10 steps
+        "val_ua_best": module.best_val_ua if module.best_val_ua > float("-inf") else None,
+        "selected_checkpoint": Path(selected).name if selected else "final",
+        "selected_step": module.best_val_step if selected else int(trainer.global_step),
+    }
+
+
+def _export(cfg: DictConfig, run: Prepared, module) -> None:
+    """The selected policy (a peft adapter with LoRA, the full model otherwise), its processor and ``emorl.json``
+    into ``<run>/model``, and what the module's own evaluation needs (the probe's head)."""
+    from emorl.checkpointing import export_model
+
+    out = run.run_dir / "model"
+    export_model(module.policy, module.processor, out, cfg, run.labels, run.strategy, run.base_path)
+    module.export(out)
 
 
 def _save_results(run_dir: Path, metrics: dict, labels, records: list[dict], trained_title: str = "trained") -> None:

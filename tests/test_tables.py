@@ -130,3 +130,19 @@ def test_the_probe_refuses_a_backbone_without_a_qwen2_audio_encoder():
 
     with pytest.raises(ValueError, match="needs a Qwen2-Audio backbone.*OmniLike has none"):
         audio_tower_of(OmniLike())
+
+
+def test_the_probe_counts_the_encoders_output_frames_as_transformers_does(tiny):
+    """The probe pools each clip's own frames: its frame count (emorl's formula) is the encoder's."""
+    import torch
+
+    from emorl.modules.probe import audio_tower_of, encoder_frames
+
+    tower = audio_tower_of(tiny[0])
+    mel = torch.tensor([1, 2, 3, 4, 99, 100, 101, 1499, 1500, 3000])
+    assert encoder_frames(mel).tolist() == tower._get_feat_extract_output_lengths(mel)[1].tolist()
+    full = 2 * tower.config.max_source_positions  # the encoder's fixed input window
+    features = torch.zeros(1, tower.config.num_mel_bins, full)
+    with torch.no_grad():
+        frames = tower(features).last_hidden_state.shape[1]
+    assert frames == encoder_frames(torch.tensor([full])).item()

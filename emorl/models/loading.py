@@ -169,6 +169,6 @@ def enable_gradient_checkpointing(model) -> None:
     The KV cache is off in training forward passes then, so GRPO's log-probs fall back to running
     the prompt with every completion (:func:`emorl.rollout.completion_log_probs` does this itself).
     """
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # LoRA: the frozen embeddings must pass gradients on

@@ -548,17 +548,16 @@ class GRPOModule(EmotionModule):
         for name, v in components.items():  # rewards, and what a reward set reports beside them (PTR's tau, switch)
             kind = "reward" if name in self.rewards.functions else "reward_info"
             values[f"train/{kind}/{name}"] = torch.nanmean(v)
-        if "format" in components:
-            values["train/format_rate"] = torch.nanmean(components["format"])
         if any(batch.get("prosody") or ()) and any(sec.tag == "prosody" for sec in self.strategy.sections):
             # how true the samples' claims about the voice are (the share that match the measured levels)
             told = faithfulness(ro.texts, [levels for levels in batch["prosody"] for _ in range(g)])
             values["train/prosody_claiming"] = torch.tensor(told["claiming"])
             if told["faithfulness"] is not None:
                 values["train/faithfulness"] = torch.tensor(told["faithfulness"])
-        alpha_at = getattr(self.rewards.functions.get("accuracy"), "alpha_at", None)
-        if alpha_at is not None:
-            values["train/alpha"] = torch.tensor(alpha_at(progress))  # the alpha this step's rewards used
+        for function in self.rewards.functions.values():  # a reward's own state at this step (ESWR's alpha)
+            logged = getattr(function, "logged", None)  # optional: plain TRL-style reward functions have none
+            for key, value in (logged(progress) if logged is not None else {}).items():
+                values[f"train/{key}"] = torch.tensor(value)
         for key, vs in step_metrics.items():
             values[f"train/{key}"] = torch.stack([v.float() for v in vs]).mean()
         values = {k: float(v) for k, v in values.items()}

@@ -25,6 +25,19 @@ def audio_tower_of(model) -> nn.Module:
     raise ValueError(f"algo=linear_probe needs a Qwen2-Audio backbone (its audio_tower); {type(base).__name__} has none")
 
 
+def encoder_frames(mel_frames: Tensor) -> Tensor:
+    """Output frames of Qwen2-Audio's audio encoder for ``mel_frames`` input frames: (B,) -> (B,).
+
+    The encoder's second convolution halves the frames (stride 2, padding 1) and its pooling halves them
+    again (kernel 2, stride 2) (Chu et al. 2024, Qwen2-Audio; tests compare it with transformers' encoder).
+
+    >>> encoder_frames(torch.tensor([3000, 101, 1])).tolist()
+    [750, 25, 0]
+    """
+    after_conv = (mel_frames - 1) // 2 + 1
+    return (after_conv - 2) // 2 + 1
+
+
 def masked_mean_pool(hidden: Tensor, lengths: Tensor) -> Tensor:
     """Mean over each sequence's first ``lengths`` frames: (B, T, D), (B,) -> (B, D).
 
@@ -86,7 +99,7 @@ class LinearProbeModule(EmotionModule):
         """Pooled last-layer features of the batch's clips: (B, D)."""
         with torch.no_grad():
             hidden = self.tower(batch["input_features"]).last_hidden_state
-            lengths = self.tower._get_feat_extract_output_lengths(batch["feature_attention_mask"].sum(-1))[1]
+            lengths = encoder_frames(batch["feature_attention_mask"].sum(-1))
         return masked_mean_pool(hidden.float(), lengths.to(hidden.device))
 
     def logits(self, batch: dict) -> Tensor:

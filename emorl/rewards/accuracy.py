@@ -111,6 +111,10 @@ class ESWRReward:
     def alpha_at(self, trainer_state) -> float:
         return self.schedule(training_progress(trainer_state))
 
+    def logged(self, trainer_state) -> dict[str, float]:
+        """What the trainer logs of this reward's state at a step (``train/alpha``): the alpha its rewards use."""
+        return {"alpha": self.alpha_at(trainer_state)}
+
     def __call__(self, completions, label, options=None, trainer_state=None, alpha=None, **kwargs) -> list[float]:
         _check_labels(label, self.labels)
         a = float(alpha) if alpha is not None else self.alpha_at(trainer_state)
