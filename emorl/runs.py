@@ -27,11 +27,13 @@ def algo_and_reward(cfg: dict, default_algo: str) -> tuple[str, str]:
     return algo, (cfg.get("reward") or {}).get("name", "?") if algo == "grpo" else "-"
 
 
-#: Settings that never make two runs unlike: where they were written, how they logged, the seed, and the
-#: fold of a cross-validated corpus (a row averages its folds as it averages its seeds; see :func:`fold_note`).
+#: Settings that never make two runs unlike: where they were written, how they logged, the seed, whether the
+#: starting model was scored first and on which other corpora the result was (neither changes the trained
+#: model), and the fold of a cross-validated corpus (a row averages its folds as it averages its seeds; see
+#: :func:`fold_note`).
 FOLD_KEYS = ("dataset.fold", "dataset.corpus.fold", "dataset.test_session", "dataset.corpus.test_session")
 FREE_KEYS = ("seed", "paths", "hydra", "logger", "resume", "num_threads", "trainer.enable_progress_bar",
-             "trainer.default_root_dir", *FOLD_KEYS)
+             "trainer.default_root_dir", "eval.base", "eval.cross_corpus", *FOLD_KEYS)
 
 
 def fold_note(configs: list[dict]) -> str | None:
@@ -70,6 +72,8 @@ def differing_settings(configs: list[dict]) -> list[str]:
     hold the run's seed in every run (``data.seed: ${seed}``) and keys that only some of the runs
     record (:func:`partial_settings`: a setting a later version added).
 
+    >>> differing_settings([{"eval": {"base": True}, "model": {"lr": 1e-4}}, {"eval": {"base": False}, "model": {"lr": 1e-4}}])
+    []
     >>> differing_settings([{"seed": 0, "data": {"seed": 0}, "model": {"lr": 1e-4}},
     ...                     {"seed": 1, "data": {"seed": 1}, "model": {"lr": 3e-4}, "data2": {"new": False}}])
     ['model.lr']
