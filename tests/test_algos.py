@@ -52,6 +52,27 @@ def test_kl_estimators_are_zero_when_policies_agree(name):
     assert torch.allclose(algos.get_kl_estimator(name)(logp, logp), torch.zeros(1, 3))
 
 
+@pytest.mark.parametrize("name, expected", [
+    ("k1", [-0.5, 1.9, 0.0]),                   # log pi - log pi_ref
+    ("k2", [0.125, 1.805, 0.0]),                # (log pi - log pi_ref)^2 / 2
+])
+def test_k1_and_k2_match_their_formulas_where_the_policies_differ(name, expected):
+    logp = torch.tensor([[-1.0, -0.1, -3.0]])
+    ref = torch.tensor([[-0.5, -2.0, -3.0]])
+    assert algos.get_kl_estimator(name)(logp, ref)[0].tolist() == pytest.approx(expected)
+
+
+def test_k1_and_k3_estimate_the_kl_divergence_from_the_policys_own_samples():
+    # tokens drawn from pi: the mean of k1 and of k3 is KL(pi || pi_ref) (Schulman 2020), k2 is close to it
+    pi, ref = torch.tensor([0.6, 0.3, 0.1]), torch.tensor([0.2, 0.5, 0.3])
+    kl = float((pi * (pi / ref).log()).sum())
+    tokens = torch.multinomial(pi, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    logp, ref_logp = pi.log()[tokens][None], ref.log()[tokens][None]
+    assert float(algos.kl_k1(logp, ref_logp).mean()) == pytest.approx(kl, rel=0.02)
+    assert float(algos.kl_k3(logp, ref_logp).mean()) == pytest.approx(kl, rel=0.02)
+    assert float(algos.kl_k2(logp, ref_logp).mean()) == pytest.approx(kl, rel=0.25)
+
+
 def test_k3_is_nonnegative_and_matches_its_formula():
     logp = torch.tensor([[-1.0, -0.1, -3.0]])
     ref = torch.tensor([[-0.5, -2.0, -3.0]])

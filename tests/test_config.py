@@ -140,6 +140,25 @@ def test_config_file_composes_and_instantiates(group, name, cfg_factory, tmp_pat
         assert {p.dtype for n, p in policy.named_parameters() if "lora_" not in n} == {getattr(torch, cfg.model.dtype)}
     elif group == "data":
         assert cfg.data.batch_size == cfg.algo.grpo.prompts_per_step
+    elif group == "debug":  # a wiring check: two steps of a small corpus, no logger (the file, not the tests' SMALL)
+        debug = OmegaConf.load(Path(CONF_DIR) / "debug" / f"{name}.yaml")
+        corpus = debug.dataset.corpus
+        assert (debug.trainer.max_steps, corpus.train_per_class, corpus.test_per_class) == (2, 8, 2)
+        assert cfg.logger is None and cfg.trainer.max_steps == 2
+    elif group == "table":
+        # a table sweeps experiment files that exist, three seeds, each run named by its experiment and seed,
+        # and every row it sweeps is a row of the paper's numbers (emorl.report --paper places it there)
+        import yaml
+
+        from emorl.tables import paper_results
+
+        table = yaml.safe_load((Path(CONF_DIR) / "table" / f"{name}.yaml").read_text())["hydra"]
+        params = table["sweeper"]["params"]
+        experiments = params["experiment"].split(",")
+        assert params["seed"] == "0,1,2" and table["sweep"]["subdir"] == "${hydra.runtime.choices.experiment}_s${seed}"
+        assert all((Path(CONF_DIR) / "experiment" / f"{e}.yaml").is_file() for e in experiments)
+        rows = {yaml.safe_load((Path(CONF_DIR) / "experiment" / f"{e}.yaml").read_text())["row"] for e in experiments}
+        assert rows == set(experiments) and rows <= {row["id"] for row in paper_results()[name]["rows"]}
     elif group == "paths":
         # the cache lies under EMORL_ROOT (default: the working directory) unless EMORL_CACHE names it
         from hydra import compose, initialize_config_dir

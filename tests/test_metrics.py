@@ -36,10 +36,16 @@ def test_a_model_that_predicts_one_class_gets_chance_ua_but_high_wa():
     assert m["ua"] == pytest.approx(1 / 3)
 
 
-def test_confusion_png_is_written(tmp_path):
-    m = classification_metrics(["joy", "anger"], ["joy", "joy"], LABELS)
-    path = plot_confusion(m["confusion"], LABELS, tmp_path / "c.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_the_confusion_image_shows_the_matrix_it_is_given(tmp_path):
+    from matplotlib.image import imread
+
+    right = classification_metrics(["joy", "joy"], ["joy", "joy"], LABELS)
+    wrong = classification_metrics(["anger", "anger"], ["joy", "joy"], LABELS)
+    images = [imread(plot_confusion(m["confusion"], LABELS, tmp_path / f"{i}.png")) for i, m in enumerate((right, wrong))]
+    assert images[0].shape == images[1].shape and images[0].ndim == 3  # an image, the same layout
+    again = imread(plot_confusion(right["confusion"], LABELS, tmp_path / "again.png"))
+    assert (again == images[0]).all()  # the same matrix draws the same image
+    assert (images[0] != images[1]).any(axis=-1).mean() > 0.001  # another matrix draws other cells
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -77,7 +77,6 @@ def test_every_target_is_true_to_the_measurements(clips):
             assert abs(diff) >= MARGINS[task["attribute"]]  # only comparisons a listener hears without doubt
             assert answer == ("first" if diff > 0 else "second")
     assert kinds == {"attribute", "comparison"}
-    assert questions.task(5)["attribute"] != "pitch" or questions.task(5)["kind"] == "comparison"
     # each index's task is fixed by the seed; another seed draws others
     again = ProsodyQuestions(items, levels, measured, comparison_share=0.6, seed=3)
     other = ProsodyQuestions(items, levels, measured, comparison_share=0.6, seed=4)
