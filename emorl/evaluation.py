@@ -50,7 +50,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
         "test": result,
         "data": datamodule.summary(),
     }
-    _write_evaluation(out, metrics, module.eval_records, corpus.labels, f"{cfg.dataset.name} test")
+    if trainer.is_global_zero:  # every process holds the whole split's answers; one writes them
+        _write_evaluation(out, metrics, module.eval_records, corpus.labels, f"{cfg.dataset.name} test")
     return metrics
 
 

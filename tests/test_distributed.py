@@ -188,3 +188,42 @@ def test_deepspeed_settings_it_cannot_run_are_refused_before_loading(cfg_factory
     with pytest.raises(ValueError, match="save_model=false"):
         train(cfg)
     assert not (tmp_path / "c").exists()
+
+
+def test_each_process_evaluates_its_own_shard_of_the_split(small_corpus, tiny):
+    from types import SimpleNamespace
+
+    from emorl.data.sampling import ShardSampler
+    from emorl.modules.datamodule import EmotionDataModule
+    from emorl.prompts import get_strategy
+
+    dm = EmotionDataModule(corpus=small_corpus, strategy=get_strategy("ir"), batch_size=2, eval_batch_size=4,
+                           check_audio=False)
+    dm.setup("test")
+    dm.use_processor(tiny[1])
+    n = len(dm.dataset("test"))
+    shards = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        sampler = dm.test_dataloader().sampler
+        assert isinstance(sampler, ShardSampler) and len(sampler) == -(-n // 2)  # equal lengths on both processes
+        shards.append(sampler.indices[: sampler.real])
+    assert sorted(shards[0] + shards[1]) == list(range(n))  # each clip scored once, by one process
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_the_split_as_one_does(tmp_path, cache_dir):
+    # 21 test clips: 11 + 10 (the shorter shard padded), in batches of 4 on two processes, of 8 on one
+    common = ["dataset.corpus.train_per_class=6", "dataset.corpus.val_per_class=2", "dataset.corpus.test_per_class=3",
+              f"paths.cache_dir={cache_dir}", "reasoning=esr"]
+    runs = {"one": ["data.eval_batch_size=8"], "two": ["data.eval_batch_size=4", "strategy=ddp", "trainer.devices=2"]}
+    for name, extra in runs.items():
+        proc = subprocess.run([sys.executable, "-m", "emorl.evaluate", *common, *extra, f"hydra.run.dir={tmp_path / name}"],
+                              cwd=Path(__file__).parents[1], env=ENV, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    answers = {name: [json.loads(line) for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
+               for name in runs}
+    metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text())["test"] for name in runs}
+    assert len(answers["two"]) == 21  # each clip once: the padding repeat is dropped
+    assert [(a["path"], a["text"]) for a in answers["two"]] == [(a["path"], a["text"]) for a in answers["one"]]
+    assert metrics["two"]["confusion"] == metrics["one"]["confusion"] and metrics["two"]["ua"] == metrics["one"]["ua"]

@@ -143,6 +143,43 @@ class ResumableLoader(torch.utils.data.DataLoader):
             adaptive.load_state_dict(state["balance"])
 
 
+class ShardSampler(torch.utils.data.Sampler[int]):
+    """Process ``rank``'s share of an evaluation split: items ``rank, rank + world, ...``, padded with its last
+    item to ``ceil(n / world)`` so that every process runs the same number of batches of the same sizes
+    (ZeRO-3's generation steps all processes together).  :attr:`real` items are its own; the rest repeat.
+
+    >>> [list(ShardSampler(5, r, 2)) for r in (0, 1)], [ShardSampler(5, r, 2).real for r in (0, 1)]
+    ([[0, 2, 4], [1, 3, 3]], [3, 2])
+    """
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in [0, {world})")
+        own = list(range(rank, n, world))
+        self.real = len(own)
+        size = -(-n // world)
+        self.indices = own + [own[-1] if own else 0] * (size - len(own))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def interleave(shards: list[list]) -> list:
+    """The split's order back from the processes' shards (:class:`ShardSampler`'s real items): item ``j`` of
+    shard ``r`` is the split's item ``r + j * len(shards)``.
+
+    >>> interleave([[0, 2, 4], [1, 3]])
+    [0, 1, 2, 3, 4]
+    """
+    out = []
+    for j in range(max((len(s) for s in shards), default=0)):
+        out.extend(s[j] for s in shards if j < len(s))
+    return out
+
+
 def inverse_class_frequency(labels) -> list[float]:
     """Each gold class equally likely: an item weighs 1 / its class's count.
 

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 
 from emorl import rollout
+from emorl.data.sampling import ShardSampler, interleave
 from emorl.metrics import classification_metrics
 from emorl.prompts import ReasoningStrategy, parse_label
 
@@ -181,8 +182,20 @@ class EmotionModule(L.LightningModule):
 
     on_test_epoch_start = on_validation_epoch_start
 
+    def _gathered_records(self, records: list[dict], loader) -> list[dict]:
+        """Every process's answers to its shard of the split (``loader``'s :class:`ShardSampler`), in the split's
+        order, on every process (one process: ``records`` themselves)."""
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, ShardSampler):
+            return records
+        shards: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shards, records[: sampler.real])
+        return interleave(shards)
+
     def _finish_eval(self, stage: str) -> dict:
         records, self._eval_records = self._eval_records, []
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        records = self._gathered_records(records, loaders)
         preds, targets = [r["prediction"] for r in records], [r["label"] for r in records]
         result = classification_metrics(preds, targets, self.labels)
         self.eval_records = records
@@ -193,7 +206,7 @@ class EmotionModule(L.LightningModule):
             if result["ua"] > self.best_val_ua:  # strictly better, as the best-checkpoint callback decides
                 self.best_val_ua, self.best_val_step = result["ua"], int(self.global_step)
             values["val/ua_best"] = self.best_val_ua
-        self.log_dict(values, sync_dist=True)  # every process scored the whole split: the mean is the value
+        self.log_dict(values, sync_dist=True)  # every process holds the whole split's answers: the mean is the value
         self.eval_results[stage] = result
         if self.trainer.is_global_zero:
             self._log_eval_plots(stage, preds, targets, result)

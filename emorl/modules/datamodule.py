@@ -13,7 +13,13 @@ import torch
 from emorl.data.batching import Collator, EmotionQuestions
 from emorl.data.checks import check_items
 from emorl.data.corpus import Item, SkipReport
-from emorl.data.sampling import AccuracyBalance, EpochBatchSampler, ResumableLoader, class_balance_weights
+from emorl.data.sampling import (
+    AccuracyBalance,
+    EpochBatchSampler,
+    ResumableLoader,
+    ShardSampler,
+    class_balance_weights,
+)
 from emorl.prompts import ReasoningStrategy, gold_response
 
 log = logging.getLogger(__name__)
@@ -255,10 +261,16 @@ class EmotionDataModule(L.LightningDataModule):
         return self._collate()([dataset[i] for i in index])
 
     def _eval_loader(self, split: str) -> torch.utils.data.DataLoader:
+        """The split in order; under several processes each scores its own shard (:class:`ShardSampler`) and the
+        module gathers the answers, so that every process computes the whole split's metrics."""
+        dataset = self.dataset(split)
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         return torch.utils.data.DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.eval_batch_size,
             shuffle=False,
+            sampler=ShardSampler(len(dataset), rank, world) if world > 1 else None,
             num_workers=self.num_workers,
             collate_fn=self._collate(),
         )
