@@ -7,10 +7,12 @@ log-probs with the prompt copied per completion), and prints them side by side w
 ratios.  Each (model, path) runs in its own process, so that its peak memory (RSS on CPU, CUDA
 allocator peak on a GPU) is its own.
 
-Models: ``tiny`` (the embedded default's size) and ``small`` (a larger random-weight
-Qwen2-Audio) are built locally; ``--pretrained PATH`` adds a real checkpoint (e.g. a local
-copy of Qwen2-Audio-7B-Instruct, in bf16 on a GPU).  Weights are random for tiny/small: no
-completion ends early, so every completion has exactly ``--new-tokens`` tokens.
+Models are built locally with random weights, so that no completion ends early and every
+completion has exactly ``--new-tokens`` tokens: ``tiny`` (the shipped embedded base's size,
+``conf/pretrain.yaml``), ``warm_start`` (the smaller base built on the fly with
+``model.pretrained=null``, ``conf/model/tiny.yaml``) and ``small`` (a larger Qwen2-Audio).
+``--pretrained PATH`` adds a real checkpoint (the shipped base, ``emorl/assets/embedded_base``, or
+a local copy of Qwen2-Audio-7B-Instruct, in bf16 on a GPU).
 """
 
 from __future__ import annotations
@@ -25,29 +27,33 @@ from pathlib import Path
 
 import numpy as np
 
-SIZES = {
-    "tiny": {
-        "text": {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "num_key_value_heads": 2},
-        "audio": {"d_model": 64, "encoder_layers": 2, "encoder_attention_heads": 4, "encoder_ffn_dim": 128},
-    },
-    "small": {
-        "text": {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 8,
-                 "num_key_value_heads": 4},
-        "audio": {"d_model": 192, "encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768},
-    },
+#: A larger random-weight Qwen2-Audio than the embedded ones (the others' sizes come from the config tree).
+SMALL = {
+    "vocab_size": 1024, "chunk_length": 4,
+    "text": {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 8,
+             "num_key_value_heads": 4},
+    "audio": {"d_model": 192, "encoder_layers": 4, "encoder_attention_heads": 4, "encoder_ffn_dim": 768},
 }
+#: Benchmark models: name -> where its build settings come from (a tiny backbone of the config tree, or ``SMALL``).
+MODELS = {"tiny": "embedded_base", "warm_start": "warm_start", "small": None}
 PHASES = ("rollout", "reference", "policy", "rewards")
 
 
+def model_sizes(name: str) -> dict:
+    """Build settings of the benchmark model ``name`` (a key of :data:`MODELS`)."""
+    from emorl.models.tiny import configured_build
+
+    return configured_build(MODELS[name]) if MODELS[name] else SMALL
+
+
 def build_model(name: str, out: Path) -> Path:
-    """A random-weight tiny/small Qwen2-Audio saved under ``out`` (tokenizer trained on the prompts)."""
+    """A random-weight Qwen2-Audio of :func:`model_sizes` saved under ``out`` (tokenizer trained on the prompts)."""
     from emorl.emotions import LABEL_SETS
     from emorl.models.tiny import build_tiny_backbone
     from emorl.prompts import DEFAULT_STRATEGIES, get_strategy
 
     texts = [get_strategy(s).prompt(labels) for s in DEFAULT_STRATEGIES for labels in LABEL_SETS.values()] * 20
-    return build_tiny_backbone(out / name, texts, seed=0, vocab_size=1024, chunk_length=4, **SIZES[name])
+    return build_tiny_backbone(out / name, texts, seed=0, **model_sizes(name))
 
 
 def make_batch(processor, prompts: int, seconds: float, seed: int = 0) -> dict:
@@ -161,7 +167,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(SIZES))
+    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=list(MODELS))
     parser.add_argument("--pretrained", default=None, help="also benchmark this checkpoint (path or hub id)")
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
     parser.add_argument("--generations", type=int, default=6, help="G completions per prompt")

@@ -33,6 +33,20 @@ def test_the_shipped_base_loads_by_from_pretrained_as_model_tiny_configures_it(c
     assert processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>") == model.config.audio_token_id
 
 
+def test_the_pretraining_config_builds_the_shipped_bases_shape():
+    # the benchmarks (emorl.bench's tiny, emorl.pretraining.sizes's chosen) read the sizes from conf/pretrain.yaml:
+    # they measure the shipped base only while that file still states its shape
+    from emorl.bench import model_sizes
+    from emorl.models.tiny import configured_build
+
+    shipped = json.loads((ASSET_DIR / "config.json").read_text())
+    build = configured_build("embedded_base")
+    assert model_sizes("tiny") == build
+    assert build["vocab_size"] == shipped["text_config"]["vocab_size"]
+    for part, section in (("text", "text_config"), ("audio", "audio_config")):
+        assert build[part] == {k: shipped[section][k] for k in build[part]}, part
+
+
 def test_a_changed_file_of_a_published_base_is_refused(tmp_path):
     copy = tmp_path / "base"
     shutil.copytree(ASSET_DIR, copy)

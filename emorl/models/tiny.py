@@ -61,6 +61,29 @@ def omni_audio_token_count(mel_frames: int) -> int:
     return (after_conv - 2) // 2 + 1
 
 
+#: Where the config tree states each tiny backbone's build settings (``vocab_size``, ``chunk_length``, ``text``,
+#: ``audio``): the shipped embedded base (``python -m emorl.pretrain``) and the base warm-started on the fly
+#: (``model.pretrained=null``).
+CONFIGURED_BUILDS = {"embedded_base": ("pretrain.yaml", "model.build"), "warm_start": ("model/tiny.yaml", "build")}
+
+
+def configured_build(which: str) -> dict:
+    """The build settings of the tiny backbone ``which`` (a key of :data:`CONFIGURED_BUILDS`), read from the config
+    tree, so that a benchmark measures the sizes the configs build and states them nowhere else.
+
+    >>> configured_build("embedded_base")["text"]["hidden_size"] > configured_build("warm_start")["text"]["hidden_size"]
+    True
+    """
+    from omegaconf import OmegaConf
+
+    from emorl import CONF_DIR
+
+    if which not in CONFIGURED_BUILDS:
+        raise KeyError(f"unknown tiny backbone {which!r}; valid names: {sorted(CONFIGURED_BUILDS)}")
+    file, key = CONFIGURED_BUILDS[which]
+    return OmegaConf.to_container(OmegaConf.select(OmegaConf.load(CONF_DIR / file), key), resolve=True)
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, special_tokens: tuple[str, ...] = SPECIAL_TOKENS):
     """A byte-level BPE tokenizer with Qwen2-Audio's special tokens (or ``special_tokens``), trained on ``texts``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -15,14 +15,13 @@ import time
 import numpy as np
 import torch
 
-#: Candidate sizes: (text model, audio encoder) settings of :func:`emorl.models.tiny.build_tiny_backbone`.
+from emorl.models.tiny import configured_build
+
+#: Candidate sizes: (text model, audio encoder) settings of :func:`emorl.models.tiny.build_tiny_backbone`; the
+#: previous (warm-started) base and the chosen one as the config tree builds them.
 SIZES = {
-    "previous": dict(text=dict(hidden_size=96, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                               num_key_value_heads=2),
-                     audio=dict(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128)),
-    "chosen": dict(text=dict(hidden_size=128, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
-                             num_key_value_heads=2),
-                   audio=dict(d_model=128, encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=384)),
+    "previous": {k: configured_build("warm_start")[k] for k in ("text", "audio")},
+    "chosen": {k: configured_build("embedded_base")[k] for k in ("text", "audio")},
     "larger": dict(text=dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
                              num_key_value_heads=2),
                    audio=dict(d_model=128, encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=512)),
