@@ -114,10 +114,8 @@ def _random_rollout(n=6, t=5, seed=0):
 
 
 @pytest.mark.parametrize("loss_type", sorted(algos.LOSS_AGGREGATIONS))
-def test_micro_batches_add_up_to_the_full_batch_loss(loss_type):
-    logp, old, ref, adv, mask = _random_rollout(n=8, t=6)
-    kwargs = dict(beta=0.04, loss_type=loss_type, max_completion_length=6)
-    full, _ = algos.grpo_loss(logp, old, ref, adv, mask, **kwargs)
+def _micro_batch_sum(logp, old, ref, adv, mask, **kwargs):
+    """The loss of two micro-batches of 4 sequences each, added, as the training step accumulates them."""
     parts = 0.0
     for chunk in (slice(0, 4), slice(4, 8)):
         part, _ = algos.grpo_loss(
@@ -125,12 +123,26 @@ def test_micro_batches_add_up_to_the_full_batch_loss(loss_type):
             total_sequences=8, total_tokens=int(mask.sum()), num_micro_batches=2, **kwargs,
         )
         parts = parts + part
-    if loss_type == "bnpo":  # token mean per micro-batch: equal only when micro-batches hold equal token counts
-        per_chunk = [(mask[c].sum()) for c in (slice(0, 4), slice(4, 8))]
-        if per_chunk[0] != per_chunk[1]:
-            assert not torch.isclose(parts, full)
-            return
-    assert torch.isclose(parts, full, atol=1e-6)
+    return parts
+
+
+@pytest.mark.parametrize("loss_type", sorted(algos.LOSS_AGGREGATIONS))
+def test_micro_batches_add_up_to_the_full_batch_loss(loss_type):
+    logp, old, ref, adv, mask = _random_rollout(n=8, t=6)
+    if loss_type == "bnpo":  # a token mean per micro-batch adds up only over micro-batches of equal token counts
+        mask = torch.cat([mask[:4], mask[:4]])
+    kwargs = dict(beta=0.04, loss_type=loss_type, max_completion_length=6)
+    full, _ = algos.grpo_loss(logp, old, ref, adv, mask, **kwargs)
+    assert torch.isclose(_micro_batch_sum(logp, old, ref, adv, mask, **kwargs), full, atol=1e-6)
+
+
+def test_bnpo_micro_batches_of_unequal_token_counts_do_not_add_up_to_the_full_batch_loss():
+    logp, old, ref, adv, mask = _random_rollout(n=8, t=6)
+    mask[:4] = 1.0
+    mask[4:, 1:] = 0.0  # 24 tokens in the first micro-batch, 4 in the second
+    kwargs = dict(beta=0.04, loss_type="bnpo", max_completion_length=6)
+    full, _ = algos.grpo_loss(logp, old, ref, adv, mask, **kwargs)
+    assert not torch.isclose(_micro_batch_sum(logp, old, ref, adv, mask, **kwargs), full, atol=1e-4)
 
 
 def test_ratio_is_one_and_gradient_is_the_policy_gradient_when_old_is_none():
