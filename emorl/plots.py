@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from emorl.runs import read_log, validation_curve, window_means
+from emorl.runs import WINDOW, read_log, validation_curve, window_means
 from emorl.tables import paper_corpus
 
 
@@ -45,7 +45,7 @@ def bar_chart(labels: list[str], ours: list[tuple[float, float] | None], paper: 
     return path
 
 
-def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path) -> list[Path]:
+def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path, window: int = WINDOW) -> list[Path]:
     """Every plot of the module docstring that the runs have data for; returns the files written."""
     written = []
     for name in ("table1", "table3"):
@@ -83,7 +83,7 @@ def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path) ->
         fig, axes = plt.subplots(1, len(components), figsize=(5 * len(components), 3.6), squeeze=False)
         for ax, key in zip(axes[0], components, strict=True):
             for rid, ls in logs.items():
-                steps, values = _mean_curves([window_means(rows, key, 10) for rows in ls])
+                steps, values = _mean_curves([window_means(rows, key, window) for rows in ls])
                 if steps:
                     ax.plot([s + 1 for s in steps], values, label=rid)
             ax.set_title(key.rsplit("/", 1)[1] + " reward (10-step means)", fontsize=9)
@@ -102,7 +102,7 @@ def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path) ->
             shares = defaultdict(list)
             steps: list[int] = []
             for key in keys:
-                steps, values = _mean_curves([window_means(rows, key, 10) for rows in ls])
+                steps, values = _mean_curves([window_means(rows, key, window) for rows in ls])
                 shares[key] = values
             ax.stackplot([s + 1 for s in steps], *(shares[k] for k in keys), labels=[k.rsplit("/", 1)[1] for k in keys])
             ax.set_title(f"{rid}: labels of the sampled completions (10-step means)", fontsize=9)

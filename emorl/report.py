@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from emorl.runs import (
+    WINDOW,
     algo_and_reward,
     damaged_listing,
     load_runs,
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dirs", nargs="+", help="run or sweep directories to search for metrics.json")
     parser.add_argument("--dynamics", action="store_true", help="add validation curves and per-window training statistics")
-    parser.add_argument("--window", type=int, default=25, help="steps per window of --dynamics (default 25)")
+    parser.add_argument("--window", type=int, default=WINDOW,
+                        help=f"steps per window of --dynamics and of the --paper plots (default {WINDOW})")
     parser.add_argument("--paper", action="store_true",
                         help="the paper's tables: rows in its layout, its numbers beside ours, its claims checked, "
                              "unfinished jobs listed; also written as CSV / Markdown / LaTeX with plots into --out")
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         paper = render(args.dirs, runs, out)
         text = paper.text
         if not args.no_plots:
-            written = plot_sweep(paper.scores, paper.paper, paper.dataset, out)
+            written = plot_sweep(paper.scores, paper.paper, paper.dataset, out, args.window)
             text += "\n\nPlots: " + ", ".join(str(p) for p in written)
         print(text)
         print(f"\nwritten to {out}")

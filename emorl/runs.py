@@ -155,11 +155,25 @@ def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> 
     return runs
 
 
-def mean_std(values: list[float]) -> str:
+def summary(values: list[float]) -> tuple[float, float] | None:
+    """(mean, sample std; 0 for one value) in %, or None for no value.
+
+    >>> [round(v, 4) for v in summary([0.5, 0.7])], summary([])
+    ([60.0, 14.1421], None)
+    """
     if not values:
-        return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+        return None
+    return 100 * statistics.mean(values), 100 * (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` in % (:func:`summary`), ``-`` for no value.
+
+    >>> mean_std([0.5, 0.7]), mean_std([])
+    ('60.0 ± 14.1', '-')
+    """
+    value = summary(values)
+    return "-" if value is None else f"{value[0]:.1f} ± {value[1]:.1f}"
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
@@ -178,6 +192,11 @@ def validation_curve(rows: list[dict[str, float]]) -> dict[int, float]:
     {49: 0.3, 99: 0.4}
     """
     return {int(r["step"]): r["val/ua"] for r in rows if "val/ua" in r}
+
+
+#: Steps per window of the training curves: ``emorl.report --dynamics`` and the paper report's plots
+#: (``--window``).
+WINDOW = 25
 
 
 def window_means(rows: list[dict[str, float]], key: str, width: int) -> dict[int, float]:

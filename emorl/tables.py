@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import csv
 import itertools
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from emorl.runs import differing_settings, flatten, fold_note
+from emorl.runs import differing_settings, flatten, fold_note, summary
 
 PAPER_FILE = Path(__file__).with_name("paper_results.yaml")
 METRICS = ("ua", "wa", "f1")
@@ -68,13 +67,6 @@ def row_id(cfg: dict) -> str:
 
 
 # --------------------------------------------------------------------------- numbers
-def summary(values: list[float]) -> tuple[float, float] | None:
-    """(mean, sample std; 0 for one value) in %, or None for no value."""
-    if not values:
-        return None
-    return 100 * statistics.mean(values), 100 * (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def cell(value: tuple[float, float] | None, best: bool = False) -> str:
     if value is None:
         return "–"

@@ -74,7 +74,7 @@ def test_each_completion_is_scored_against_its_own_prompt(cfg_factory):
 
     module = GRPOModule.__new__(GRPOModule)
     torch.nn.Module.__init__(module)
-    module.algo = GRPOConfig(num_generations=3, prompts_per_step=2, micro_batch_size=3)
+    module.algo = GRPOConfig(num_generations=3, prompts_per_step=2, micro_batch_size=3, dynamic_sampling=False)
     module.rewards = build_rewards(cfg.reward, strategy, labels)
     texts = ["<answer>joy</answer>", "<answer>anger</answer>", "<answer>joy</answer>",
              "<answer>joy</answer>", "<answer>anger</answer>", "anger"]

@@ -62,7 +62,7 @@ def guided_module(tiny, guidance: str, cfg_factory):
     cfg = cfg_factory("reward=bcr", "reasoning=ir")
     module = GRPOModule.__new__(GRPOModule)
     torch.nn.Module.__init__(module)
-    module.algo = GRPOConfig(num_generations=3, prompts_per_step=2, micro_batch_size=3, guidance=guidance)
+    module.algo = GRPOConfig(num_generations=3, prompts_per_step=2, micro_batch_size=3, guidance=guidance, dynamic_sampling=False)
     module.strategy = instantiate(cfg.reasoning)
     module.rewards = build_rewards(cfg.reward, module.strategy, LABELS)
     module.processor, module.end_ids, module.seed, module.rollout_batches = processor, end_token_ids(model, processor), 0, 0
@@ -154,7 +154,7 @@ def test_a_mixed_run_logs_its_sft_share_and_loss(cfg_factory):
 # ------------------------------------------------------------------ the failure buffer (ReLIFT)
 def test_prompts_no_sample_answered_enter_the_buffer_oldest_dropped(tiny, cfg_factory):
     module = guided_module(tiny, "off", cfg_factory)
-    module.algo = GRPOConfig(num_generations=2, prompts_per_step=2, micro_batch_size=2, buffer_every=1, buffer_size=2)
+    module.algo = GRPOConfig(num_generations=2, prompts_per_step=2, micro_batch_size=2, buffer_every=1, buffer_size=2, dynamic_sampling=False)
     module.failed_prompts = ["old.wav"]
     ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(2), completion_ids=torch.zeros(4, 1),
                  completion_mask=torch.ones(4, 1),

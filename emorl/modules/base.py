@@ -51,7 +51,7 @@ class EmotionModule(L.LightningModule):
         optimizer,
         suppress_ids: list[int],
         end_ids: list[int],
-        eval_max_new_tokens: int = 64,
+        eval_max_new_tokens: int = 80,
         run_dir: str | Path | None = None,
         seed: int = 0,
     ) -> None:

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GRPOConfig:
-    """Settings of the GRPO update (EMO-RL section 3.2, 4.2).  Checked when built."""
+    """Settings of the GRPO update (EMO-RL section 3.2, 4.2).  Checked when built.  The defaults are
+    ``conf/algo/grpo.yaml``'s (tested)."""
 
     num_generations: int = 6
     prompts_per_step: int = 8
@@ -42,13 +43,13 @@ class GRPOConfig:
     advantage_eps: float = 1e-4
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 64
+    max_new_tokens: int = 80
     max_grad_norm: float = 1.0
     log_samples_every: int = 25
     share_prompt: bool = True  # encode each clip and prefill each prompt once per pass, not once per completion
     seed_per_prompt: bool = False  # sample each prompt's group from its own seed: runs independent of the process count
     entropy_coef: float = 0.0  # entropy bonus: - entropy_coef x the policy's per-token entropy joins the loss
-    dynamic_sampling: bool = False  # DAPO: replace groups whose rewards are all equal by groups of fresh prompts
+    dynamic_sampling: bool = True  # DAPO: replace groups whose rewards are all equal by groups of fresh prompts
     max_resample_rounds: int = 3  # dynamic sampling: at most this many extra draws of prompts_per_step prompts
     guidance: str = "off"  # guided groups (LUFFY): off | failed | share | failed_or_share (emorl.algos.GUIDANCE)
     guidance_share: float = 0.0  # share of groups guided under share / failed_or_share
