@@ -270,3 +270,12 @@ def test_grpo_settings_default_to_what_the_grpo_config_file_states():
 
     stated = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / "grpo.yaml").grpo)
     assert stated == dataclasses.asdict(GRPOConfig())
+
+
+@pytest.mark.parametrize("name", ["ir", "eur", "esr"])
+def test_a_reasoning_config_builds_the_strategy_get_strategy_builds(name):
+    # conf/reasoning/<name>.yaml states the strategy's fields for the reader; emorl.prompts.DEFAULT_STRATEGIES is
+    # what code without a config (TRL users, the pretraining mixture, the benchmark) gets: the two must not drift
+    from emorl.prompts import get_strategy
+
+    assert instantiate(OmegaConf.load(Path(CONF_DIR) / "reasoning" / f"{name}.yaml")) == get_strategy(name)
