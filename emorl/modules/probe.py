@@ -17,10 +17,12 @@ from emorl.modules.base import EmotionModule
 
 def audio_tower_of(model) -> nn.Module:
     """The Whisper-style audio encoder of a Qwen2-Audio model (also under a peft wrapper)."""
+    from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for owner in (base, getattr(base, "model", None)):
         tower = getattr(owner, "audio_tower", None)
-        if tower is not None and type(tower).__name__ == "Qwen2AudioEncoder":  # features (B, mel, frames) in, frames out
+        if isinstance(tower, Qwen2AudioEncoder):  # features (B, mel, frames) in, frames out
             return tower
     raise ValueError(f"algo=linear_probe needs a Qwen2-Audio backbone (its audio_tower); {type(base).__name__} has none")
 
