@@ -33,6 +33,7 @@ from emorl.runs import (
     algo_and_reward,
     damaged_listing,
     load_runs,
+    markdown,
     mean_std,
     read_log,
     validation_curve,
@@ -44,11 +45,8 @@ def table(runs: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for run in runs:
         groups[run["group"]].append(run)
-    header = (
-        "| runs from | algo | reward | reasoning | dataset | settings | runs | base UA | base WA | base F1 | trained UA | "
-        "trained WA | trained F1 | trained unparsed | train wall s |"
-    )
-    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    lines = [["runs from", "algo", "reward", "reasoning", "dataset", "settings", "runs", "base UA", "base WA", "base F1",
+              "trained UA", "trained WA", "trained F1", "trained unparsed", "train wall s"]]
     for group, rs in sorted(groups.items()):
         cells = [*group, str(len(rs))]
         for stage in ("base", "trained"):
@@ -57,8 +55,8 @@ def table(runs: list[dict]) -> str:
         cells.append(mean_std([r["trained"]["unparsed_rate"] for r in rs if "trained" in r]))
         walls = [r["train"]["wall_time_s"] for r in rs if "train" in r]
         cells.append(f"{statistics.mean(walls):.0f}" if walls else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown(lines)
 
 
 def recall_table(runs: list[dict]) -> str:
@@ -68,15 +66,14 @@ def recall_table(runs: list[dict]) -> str:
         if "trained" in run:
             groups[run["group"]].append(run)
     labels = list(dict.fromkeys(label for rs in groups.values() for r in rs for label in r["trained"]["recall"]))
-    header = "| runs from | algo | reward | reasoning | settings | " + " | ".join(labels) + " | lowest |"
-    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    lines = [["runs from", "algo", "reward", "reasoning", "settings", *labels, "lowest"]]
     for group, rs in sorted(groups.items()):
         cells = [*group[:4], group[5]]
         cells += [mean_std([r["trained"]["recall"][label] for r in rs if label in r["trained"]["recall"]])
                   for label in labels]
         cells.append(mean_std([min(r["trained"]["recall"].values()) for r in rs]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown(lines)
 
 
 def run_listing(runs: list[dict]) -> str:
@@ -95,7 +92,7 @@ def run_listing(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def dynamics(runs: list[dict], width: int = 25) -> str:
+def dynamics(runs: list[dict], width: int = WINDOW) -> str:
     """Per group: validation UA at each check, and per window of steps entropy, the share of groups
     with reward variance and the sampled labels' shares (means over the group's runs)."""
     groups: dict[tuple, list[list[dict]]] = defaultdict(list)
@@ -120,29 +117,27 @@ def dynamics(runs: list[dict], width: int = 25) -> str:
                  *(f"acc. {k.rsplit('/', 1)[1]}" for k in accuracy)]
         per_run = [{k: window_means(rows, k, width) for k in columns} for rows in logs]
         starts = sorted(set().union(*(m for r in per_run for m in r.values())))
-        header = "| steps | " + " | ".join(names) + " |"
-        out += [header, "|---" * (header.count("|") - 1) + "|"]
+        rows = [["steps", *names]]
         for start in starts:
             cells = [f"{start + 1}-{start + width}"]
             for k in columns:
                 values = [r[k][start] for r in per_run if start in r[k]]
                 cells.append(f"{statistics.mean(values):.2f}" if values else "-")
-            out.append("| " + " | ".join(cells) + " |")
-        out.append("")
+            rows.append(cells)
+        out += [markdown(rows), ""]
     return "\n".join(out)
 
 
 def evaluation_table(evals: list[dict]) -> str:
-    header = "| evaluation | ckpt | dataset | split | reasoning | n | UA | WA | F1 | unparsed | faithfulness |"
-    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    lines = [["evaluation", "ckpt", "dataset", "split", "reasoning", "n", "UA", "WA", "F1", "unparsed", "faithfulness"]]
     for e in evals:
         t = e["test"]
         told = t.get("faithfulness")
         cells = [Path(e["path"]).name, Path(str(e.get("ckpt"))).name, e.get("dataset", "?"), e.get("split", "test"),
                  e.get("reasoning", "?"), str(t["n"]), *(f"{100 * t[k]:.1f}" for k in ("ua", "wa", "f1", "unparsed_rate")),
                  "-" if told is None else f"{100 * told:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown(lines)
 
 
 def evaluated_group(evaluation: dict) -> tuple[str, str, str]:
@@ -163,16 +158,15 @@ def evaluation_summary(evals: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for e in evals:
         groups[(e["group"][0], *evaluated_group(e), e.get("dataset", "?"), e.get("split", "test"))].append(e)
-    header = ("| runs from | model | reward | reasoning | dataset | split | runs | UA | WA | F1 | unparsed | lowest recall "
-              "| faithfulness |")
-    lines = [header, "|---" * (header.count("|") - 1) + "|"]
+    lines = [["runs from", "model", "reward", "reasoning", "dataset", "split", "runs", "UA", "WA", "F1", "unparsed",
+              "lowest recall", "faithfulness"]]
     for group, es in sorted(groups.items()):
         cells = [*group, str(len(es))]
         cells += [mean_std([e["test"][k] for e in es]) for k in ("ua", "wa", "f1", "unparsed_rate")]
         cells.append(mean_std([min(e["test"]["recall"].values()) for e in es]))
         cells.append(mean_std([e["test"]["faithfulness"] for e in es if e["test"].get("faithfulness") is not None]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return markdown(lines)
 
 
 def log_report_artifact(out: Path, group: str, project: str = "emorl") -> None:

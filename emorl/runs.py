@@ -176,6 +176,18 @@ def mean_std(values: list[float]) -> str:
     return "-" if value is None else f"{value[0]:.1f} ± {value[1]:.1f}"
 
 
+def markdown(table: list[list[str]]) -> str:
+    """A Markdown table: the first row is the header.
+
+    >>> print(markdown([["a", "b"], ["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+    """
+    lines = ["| " + " | ".join(table[0]) + " |", "|---" * len(table[0]) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table[1:]])
+
+
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
     """The rows of a run's CSV log (``csv/*/metrics.csv``), numbers only; [] when there is none."""
     files = sorted(Path(run_dir).glob("csv/*/metrics.csv"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from emorl.runs import differing_settings, flatten, fold_note, summary
+from emorl.runs import differing_settings, flatten, fold_note, markdown, summary
 
 PAPER_FILE = Path(__file__).with_name("paper_results.yaml")
 METRICS = ("ua", "wa", "f1")
@@ -152,11 +152,6 @@ def cross_corpus_table(layout: dict, scores: dict[str, dict], names: dict[str, d
             cells += [cell(got.get(m), got.get(m) is not None and got[m][0] == best[(c, m)]) for m in METRICS]
         table.append([row["group"], row["label"], *cells, *(paper_cell(row.get(c)) for c in layout["corpora"])])
     return table
-
-
-def markdown(table: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(table[0]) + " |", "|---" * len(table[0]) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table[1:]])
 
 
 def latex(table: list[list[str]]) -> str:
