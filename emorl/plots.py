@@ -86,7 +86,7 @@ def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path, wi
                 steps, values = _mean_curves([window_means(rows, key, window) for rows in ls])
                 if steps:
                     ax.plot([s + 1 for s in steps], values, label=rid)
-            ax.set_title(key.rsplit("/", 1)[1] + " reward (10-step means)", fontsize=9)
+            ax.set_title(key.rsplit("/", 1)[1] + f" reward ({window}-step means)", fontsize=9)
             ax.set_xlabel("step")
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()
@@ -105,7 +105,7 @@ def plot_sweep(scores: dict[str, dict], paper: dict, dataset: str, out: Path, wi
                 steps, values = _mean_curves([window_means(rows, key, window) for rows in ls])
                 shares[key] = values
             ax.stackplot([s + 1 for s in steps], *(shares[k] for k in keys), labels=[k.rsplit("/", 1)[1] for k in keys])
-            ax.set_title(f"{rid}: labels of the sampled completions (10-step means)", fontsize=9)
+            ax.set_title(f"{rid}: labels of the sampled completions ({window}-step means)", fontsize=9)
             ax.set_ylim(0, 1)
         axes[0, 0].legend(fontsize=6, ncol=4, loc="upper right")
         axes[-1, 0].set_xlabel("step")
