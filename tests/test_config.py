@@ -263,12 +263,9 @@ def test_grpo_settings_default_to_what_the_grpo_config_file_states():
     # GRPOConfig built in code (TRL users, tests) trains as python -m emorl.train does: one set of defaults
     import dataclasses
 
-    from omegaconf import OmegaConf
-
-    from emorl import CONF_DIR
     from emorl.modules.grpo import GRPOConfig
 
-    stated = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / "grpo.yaml").grpo)
+    stated = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "algo" / "grpo.yaml").grpo)
     assert stated == dataclasses.asdict(GRPOConfig())
 
 

@@ -17,11 +17,18 @@ import torch
 
 from emorl.models.tiny import configured_build
 
+
+def _shape(which: str) -> dict:
+    """The (text model, audio encoder) settings of a configured tiny backbone (its config file read once)."""
+    build = configured_build(which)
+    return {"text": build["text"], "audio": build["audio"]}
+
+
 #: Candidate sizes: (text model, audio encoder) settings of :func:`emorl.models.tiny.build_tiny_backbone`; the
 #: previous (warm-started) base and the chosen one as the config tree builds them.
 SIZES = {
-    "previous": {k: configured_build("warm_start")[k] for k in ("text", "audio")},
-    "chosen": {k: configured_build("embedded_base")[k] for k in ("text", "audio")},
+    "previous": _shape("warm_start"),
+    "chosen": _shape("embedded_base"),
     "larger": dict(text=dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
                              num_key_value_heads=2),
                    audio=dict(d_model=128, encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=512)),
