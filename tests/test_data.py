@@ -244,3 +244,30 @@ def test_task_alternation_alternates_emotion_and_description_batches(small_corpu
     assert sum(answers.values()) == 8
     with pytest.raises(ValueError, match="needs algo=sft"):
         EmotionDataModule(small_corpus, get_strategy("ir"), task_alternation=True)
+
+
+def test_a_moved_corpus_asks_the_same_questions(tmp_path, small_corpus):
+    """A clip's option order and its description task follow its place in the corpus, not the path the corpus
+    was reached by: the same cache copied elsewhere (another EMORL_CACHE, a bind mount, another temporary folder)
+    trains on the same prompts."""
+    import shutil
+
+    from emorl.data.batching import EmotionQuestions, description_task
+    from emorl.prompts import get_strategy
+
+    here = small_corpus.items("train")
+    moved_root = tmp_path / "elsewhere" / "synthetic"
+    shutil.copytree(small_corpus.dir, moved_root / small_corpus.dir.name)
+    moved = SyntheticCorpus(moved_root, train_per_class=6, val_per_class=2, test_per_class=2)
+    assert moved.dir != small_corpus.dir
+    there = moved.items("train")
+    assert [i.path for i in there] != [i.path for i in here]
+    assert all(i.path.startswith(str(moved.dir)) for i in there)  # the moved copy's own files, not the old place's
+    labels = small_corpus.labels
+    ask = lambda items: [EmotionQuestions(items, get_strategy("ir"), labels, shuffle_options=True, seed=3).options(i)
+                         for i in items]
+    assert ask(there) == ask(here)
+    levels = {"pitch": "high", "speed": "fast", "volume": "loud", "intonation": "lively"}
+    kinds = lambda items: [description_task(get_strategy("ir"), i, levels)[0] for i in items]
+    assert kinds(there) == kinds(here)
+    assert len(set(kinds(here))) == 2  # both kinds of description occur: the comparison can fail

@@ -37,8 +37,9 @@ class EmotionQuestions(torch.utils.data.Dataset):
 
     ``target`` (a function of the strategy and the gold label) adds the response a supervised
     model learns.  With ``shuffle_options`` each item lists the labels in its own order, fixed by ``seed`` and
-    the item's path (the same at every epoch and every evaluation): a model cannot score by
-    answering a position, and a positional habit of the base spreads over all labels.
+    the clip's place in its corpus (:attr:`~emorl.data.corpus.Item.clip_id`; the same at every epoch, every
+    evaluation and wherever the corpus lives): a model cannot score by answering a position, and a positional
+    habit of the base spreads over all labels.
     """
 
     def __init__(
@@ -71,7 +72,7 @@ class EmotionQuestions(torch.utils.data.Dataset):
         if not self.shuffle_options:
             return self.labels
         order = list(self.labels)
-        random.Random(f"{self.seed}:{item.path}").shuffle(order)
+        random.Random(f"{self.seed}:{item.clip_id}").shuffle(order)
         return tuple(order)
 
     def __getitem__(self, index: int) -> Example:
@@ -99,12 +100,12 @@ DESCRIPTION_TASKS = {
 
 def description_task(strategy: ReasoningStrategy, item: Item, levels: dict | None) -> tuple[str, str]:
     """A description-only question about the clip and its target (task alternation, "Beyond Classification"):
-    the measured prosody when the clip has levels and its path hashes even, else the transcript."""
+    the measured prosody when the clip has levels and its place in the corpus hashes even, else the transcript."""
     import zlib
 
     from emorl.prompts import describe
 
-    use_prosody = bool(levels) and (zlib.crc32(item.path.encode()) % 2 == 0 or not item.transcript)
+    use_prosody = bool(levels) and (zlib.crc32(item.clip_id.encode()) % 2 == 0 or not item.transcript)
     kind = "prosody" if use_prosody else "transcript"
     answer = describe(levels) if use_prosody else item.transcript
     if not answer:

@@ -15,7 +15,7 @@ import logging
 import os
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,12 @@ ON_BAD_ITEM = ("error", "skip")
 
 @dataclass(frozen=True)
 class Item:
-    """One utterance.  ``meta`` holds what a corpus knows beyond the label (prosody levels, key words)."""
+    """One utterance.  ``meta`` holds what a corpus knows beyond the label (prosody levels, key words).
+
+    ``key`` is the clip's place in its corpus (its path relative to the corpus folder, set by the corpus):
+    what stays the same when the corpus is reached through another path.  Whatever is drawn per clip
+    (its option order, its description task) is seeded by :attr:`clip_id`, never by ``path``.
+    """
 
     path: str
     label: str
@@ -34,6 +39,22 @@ class Item:
     split: str
     transcript: str = ""
     meta: dict = field(default_factory=dict)
+    key: str = ""
+
+    @property
+    def clip_id(self) -> str:
+        """The clip's name wherever its corpus lives: its ``key``; its path for an item made by hand."""
+        return self.key or self.path
+
+
+def clip_key(path: str | Path, root: str | Path) -> str:
+    """``path``'s place under ``root`` (POSIX); a path outside ``root`` is its own key.
+
+    >>> clip_key("/data/meld/train/a.wav", "/data/meld"), clip_key("/elsewhere/a.wav", "/data/meld")
+    ('train/a.wav', '/elsewhere/a.wav')
+    """
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return Path(os.path.relpath(path, root)).as_posix() if Path(path).is_relative_to(root) else path
 
 
 class CorpusError(ValueError):
@@ -121,7 +142,8 @@ class Corpus:
 
     def all_items(self) -> list[Item]:
         if self._items is None:
-            self._items = self._each_file_once(self.load())
+            self._items = [i if i.key else replace(i, key=clip_key(i.path, self.root))
+                           for i in self._each_file_once(self.load())]
             counts = {split: sum(i.split == split for i in self._items) for split in SPLITS}
             log.info("%s: %s items from %s; %s", self.name, counts, self.root, self.report.summary())
         return self._items

@@ -239,7 +239,10 @@ class SyntheticCorpus:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid splits: {[*SPLITS, 'all']}")
         self.prepare()
-        return read_manifest(self.dir / f"{split}.jsonl", self.labels)
+        # The manifest names the files where the corpus was built; its copy may be reached by another path
+        # (another cache folder, a mount): each clip is read from this folder and keyed by its place in it.
+        return [replace(item, path=str(self.dir / "audio" / Path(item.path).name), key=f"audio/{Path(item.path).name}")
+                for item in read_manifest(self.dir / f"{split}.jsonl", self.labels)]
 
     def prepare(self) -> Path:
         """Generate the corpus once; later calls find it in the cache."""

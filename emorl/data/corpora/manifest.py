@@ -101,7 +101,8 @@ class ManifestCorpus(Corpus):
                     continue
                 split = SPLIT_ALIASES[split_value]
             else:
-                split = assign_split(speaker or str(path), self.val_fraction, self.test_fraction, self.seed)
+                # the row's path as written: the split stays when the corpus folder moves
+                split = assign_split(speaker or str(row["path"]), self.val_fraction, self.test_fraction, self.seed)
             if not path.exists():
                 self.report.bad(f"{where} ({path})", "audio file not found", split)
                 continue
