@@ -33,8 +33,9 @@ LABELS = ("neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise")
 CLIPS = [clip(k, EXPERIMENT, LABELS[k % 7]) for k in range(14)] + [clip(100 + k, PRETRAIN, LABELS[k % 7]) for k in range(14)]
 
 
-def tasks(weights=None, clips=CLIPS, formats=FORMATS) -> PretrainTasks:
-    return PretrainTasks(clips, lambda path: np.full(800, len(path), np.float32), LEXICON, weights or WEIGHTS, formats)
+def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None) -> PretrainTasks:
+    return PretrainTasks(clips, lambda path: np.full(800, len(path), np.float32), LEXICON, weights or WEIGHTS, formats,
+                         word_formats)
 
 
 def only(task: str, **kw) -> PretrainTasks:
@@ -240,3 +241,31 @@ def test_token_loss_matches_the_models_own_loss(tiny, esr_batch):
                     labels=batch["labels"])
     mine = token_losses(out.logits, batch["labels"])
     assert float(mine.sum() / (batch["labels"][:, 1:] != -100).sum()) == pytest.approx(float(out.loss), rel=1e-5)
+
+
+# Which formats each builder's answer may take (table: task -> whether its answer is an emotion name).
+ANSWERS_AN_EMOTION = {
+    "emotion": True,    # the clip's emotion, in one corpus's names
+    "position": True,   # an option of an emotion list, by place
+    "synonym": True,    # the option naming the same emotion
+    "keyword": False,   # a word the speaker said
+    "topic": False,     # what the sentence is about
+    "voice": False,     # male / female
+    "attribute": False,  # a measured level
+}
+
+
+@pytest.mark.parametrize("task", sorted(ANSWERS_AN_EMOTION))
+def test_questions_answered_with_another_word_than_an_emotion_take_their_own_formats(task):
+    """With formats ESR only and word formats IR only, an emotion-name answer is always reasoned in ESR's
+    sections and a key word, topic, voice or level is always a bare answer (its conclusion never an ESR synthesis)."""
+    t = tasks({task: 1.0}, formats={"esr": 1.0}, word_formats={"ir": 1.0})
+    starts = {ex.target.startswith("<think><transcript>") for ex in draws(t, 40) if ex.task == task}
+    assert starts == {ANSWERS_AN_EMOTION[task]}
+
+
+def test_word_formats_default_to_the_formats_and_bad_weights_are_named():
+    t = tasks({"topic": 1.0}, formats={"esr": 1.0})
+    assert all(ex.target.startswith("<think><transcript>") for ex in draws(t, 20))
+    with pytest.raises(ValueError, match="pretrain.word_formats"):
+        tasks(word_formats={"ir": 0.0})

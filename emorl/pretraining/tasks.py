@@ -26,10 +26,14 @@ task               what it asks                                                 
 corpus is ever a target (:meth:`PretrainTasks.check_clip` refuses otherwise).  Validation and test
 clips never enter: the builder refuses clips of any split but ``train``.
 
-Questions about a clip are answered in IR, EUR or ESR (``pretrain.formats``); an ESR answer's
-sections hold *that clip's own* transcript, key words and measured prosody before the task's
-conclusion, so the structured reasoning the emotion question later needs is conditioned on the
-audio.  Each example is a pure function of ``(seed, index)``: a resumed run draws what an
+Questions about a clip whose answer is an emotion name (``emotion``, ``position``, ``synonym``) are
+answered in IR, EUR or ESR (``pretrain.formats``); an ESR answer's sections hold *that clip's own*
+transcript, key words and measured prosody before the task's conclusion, so the structured reasoning
+the emotion question later needs is conditioned on the audio.  Questions answered with another word
+(a key word, a topic, a voice, a level) take ``pretrain.word_formats`` (IR only by default): the
+previous base, which answered them in ESR too, answered the emotion question (zero-shot, ESR, 700
+test clips) 26 times with no option: 16 times a topic (12 after the topic task's conclusion, "the
+speaker talks about the party"), 3 times a prosody level, 7 times a key word.  Each example is a pure function of ``(seed, index)``: a resumed run draws what an
 uninterrupted one would.
 """
 
@@ -90,6 +94,15 @@ class Clip:
         return (self.item.meta.get("keywords") or [""])[0]
 
 
+def _formats(weights: Mapping[str, float], key: str) -> tuple[list[ReasoningStrategy], np.ndarray]:
+    """The strategies of positive weight and their probabilities."""
+    strategies = [get_strategy(name) for name in weights if float(weights[name]) > 0]
+    if not strategies or any(float(w) < 0 for w in weights.values()):
+        raise ValueError(f"{key}: weights must be >= 0 with one above 0, got {dict(weights)}")
+    w = np.asarray([float(weights[s.name]) for s in strategies])
+    return strategies, w / w.sum()
+
+
 def _vocabularies() -> list[tuple[str, ...]]:
     return [tuple(n for n in v if n != "calm") for v in LABEL_SETS.values()]
 
@@ -102,12 +115,15 @@ class PretrainTasks:
         audio: path -> waveform (16 kHz mono).
         lexicon: word -> the emotions it conveys (:func:`emorl.pretraining.lexicon.read_lexicon`).
         weights: task name -> weight (names of :data:`TASKS`).
-        formats: strategy name -> weight for the questions answered in IR / EUR / ESR.
+        formats: strategy name -> weight of the formats questions answered with an emotion name take.
+        word_formats: the same for questions answered with another word (key word, topic, voice, level);
+            None: as ``formats``.
         seed: with the index, fixes every draw.
     """
 
     def __init__(self, clips: Sequence[Clip], audio: Callable[[str], np.ndarray], lexicon: Mapping[str, Sequence[str]],
-                 weights: Mapping[str, float], formats: Mapping[str, float], seed: int = 0) -> None:
+                 weights: Mapping[str, float], formats: Mapping[str, float],
+                 word_formats: Mapping[str, float] | None = None, seed: int = 0) -> None:
         unknown = sorted(set(weights) - set(TASKS))
         if unknown:
             raise ValueError(f"pretrain.tasks: unknown tasks {unknown}; the tasks are {sorted(TASKS)}")
@@ -123,9 +139,9 @@ class PretrainTasks:
         self.names = [n for n in weights if float(weights[n]) > 0]
         total = sum(float(weights[n]) for n in self.names)
         self.p = np.asarray([float(weights[n]) / total for n in self.names])
-        self.strategies = [get_strategy(name) for name in formats if float(formats[name]) > 0]
-        fw = np.asarray([float(formats[s.name]) for s in self.strategies])
-        self.format_p = fw / fw.sum()
+        self.strategies, self.format_p = _formats(formats, "pretrain.formats")
+        self.word_strategies, self.word_format_p = _formats(formats if word_formats is None else word_formats,
+                                                            "pretrain.word_formats")
         self.seed = int(seed)
         self.vocabularies = _vocabularies()
         self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
@@ -164,13 +180,15 @@ class PretrainTasks:
         pool = self.clips if pool is None else pool
         return pool[int(rng.integers(len(pool)))]
 
-    def strategy(self, rng: np.random.Generator) -> ReasoningStrategy:
-        return self.strategies[int(rng.choice(len(self.strategies), p=self.format_p))]
+    def strategy(self, rng: np.random.Generator, emotion_answer: bool = True) -> ReasoningStrategy:
+        strategies, p = (self.strategies, self.format_p) if emotion_answer else (self.word_strategies, self.word_format_p)
+        return strategies[int(rng.choice(len(strategies), p=p))]
 
     def render(self, rng: np.random.Generator, clip: Clip, question: str, options: Sequence[str], answer: str,
-               conclusion: str) -> Example:
-        """The question about ``clip`` answered in a drawn format; ESR sections from the clip itself."""
-        strategy = self.strategy(rng)
+               conclusion: str, emotion_answer: bool = True) -> Example:
+        """The question about ``clip`` answered in a drawn format (of ``formats`` when the answer is an emotion
+        name, else of ``word_formats``); ESR sections from the clip itself."""
+        strategy = self.strategy(rng, emotion_answer)
         how = describe(clip.levels) or "no clear prosody"
         sections = (clip.item.transcript, clip.keyword or "none", how, conclusion)
         think = f"they say {clip.item.transcript}. it sounds like {how}. so {conclusion}."
@@ -211,7 +229,8 @@ def keyword(tasks: PretrainTasks, rng) -> Example:
     said = set(clip.item.transcript.split())
     distractors = [str(w) for w in rng.permutation(tasks.words) if w not in said][: int(rng.integers(2, 6))]
     options = [str(w) for w in rng.permutation([clip.keyword, *distractors])]
-    return tasks.render(rng, clip, WORD_QUESTION, options, clip.keyword, f"the speaker said {clip.keyword}")
+    return tasks.render(rng, clip, WORD_QUESTION, options, clip.keyword, f"the speaker said {clip.keyword}",
+                        emotion_answer=False)
 
 
 def topic(tasks: PretrainTasks, rng) -> Example:
@@ -219,14 +238,15 @@ def topic(tasks: PretrainTasks, rng) -> Example:
     answer = str(clip.item.meta["topic"])
     others = [str(t) for t in rng.permutation(tasks.topics) if t != answer][: int(rng.integers(2, 8))]
     options = [str(t) for t in rng.permutation([answer, *others])]
-    return tasks.render(rng, clip, TOPIC_QUESTION, options, answer, f"the speaker talks about the {answer}")
+    return tasks.render(rng, clip, TOPIC_QUESTION, options, answer, f"the speaker talks about the {answer}",
+                        emotion_answer=False)
 
 
 def voice(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
     answer = str(clip.item.meta["voice"])
     options = [str(v) for v in rng.permutation(["male", "female"])]
-    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}")
+    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}", emotion_answer=False)
 
 
 def attribute(tasks: PretrainTasks, rng) -> Example:
@@ -237,7 +257,8 @@ def attribute(tasks: PretrainTasks, rng) -> Example:
     name = measured[int(rng.integers(len(measured)))]
     answer = clip.levels[name]
     options = list(LEVEL_NAMES[name])[:: 1 if rng.random() < 0.5 else -1]
-    return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}")
+    return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}",
+                        emotion_answer=False)
 
 
 def compare(tasks: PretrainTasks, rng) -> Example:
