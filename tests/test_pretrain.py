@@ -269,3 +269,60 @@ def test_word_formats_default_to_the_formats_and_bad_weights_are_named():
     assert all(ex.target.startswith("<think><transcript>") for ex in draws(t, 20))
     with pytest.raises(ValueError, match="pretrain.word_formats"):
         tasks(word_formats={"ir": 0.0})
+
+
+# The whole command at reduced scale: a tiny experiment corpus and pretraining corpus, a few steps.
+PRETRAIN_SMALL = (
+    "dataset.corpus.train_per_class=2", "dataset.corpus.val_per_class=1", "dataset.corpus.test_per_class=1",
+    "pretrain.corpus.train_per_class=2", "pretrain.corpus.val_per_class=1",
+    "pretrain.steps=6", "pretrain.batch_size=3", "pretrain.every_n_steps=2", "pretrain.val_every=3",
+    "pretrain.val_clips=2", "pretrain.warmup_steps=1", "pretrain.tokenizer_examples=60", "pretrain.max_new_tokens=4",
+    "model.build.vocab_size=512",
+)
+
+
+def launch_pretrain(run_dir, cache, *extra):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([sys.executable, "-m", "emorl.pretrain", *PRETRAIN_SMALL, f"paths.cache_dir={cache}",
+                             f"hydra.run.dir={run_dir}", *extra], env=env, cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the_same_weights(tmp_path, cache_dir):
+    """``python -m emorl.pretrain`` end to end: the base and its summary are written, and a build killed after its
+    first checkpoint, run again with the same command, ends with the weights of an uninterrupted build."""
+    import json
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    pytest.importorskip("nrclex")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    out, _ = launch_pretrain(straight, cache_dir).communicate(timeout=600)
+    summary = json.loads((straight / "pretrain.json").read_text())
+    assert summary["steps"] == 6 and summary["examples"] == 18, out[-2000:]
+    assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7}
+    assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy"}
+
+    proc = launch_pretrain(killed, cache_dir)
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not (killed / "pretrain.json").exists(), "the build finished before it was killed"
+    out, _ = launch_pretrain(killed, cache_dir).communicate(timeout=600)
+    assert json.loads((killed / "pretrain.json").read_text())["steps"] == 6, out[-2000:]
+    assert "Restored" in out or "resum" in out.lower(), out[-2000:]  # it continued, it did not start over
+    a, b = load_file(straight / "model" / "model.safetensors"), load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
