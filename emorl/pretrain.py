@@ -90,7 +90,7 @@ def _pretrain(cfg: DictConfig) -> dict:
     from emorl.pretraining.lexicon import read_lexicon
 
     use_threads(cfg)
-    start = time.time()
+    start, commit = time.time(), git_commit()  # the code that runs: commits made during a long build are not it
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resume = resume_path(cfg, run_dir / "checkpoints", run_dir / "config_resolved.yaml")
@@ -117,7 +117,7 @@ def _pretrain(cfg: DictConfig) -> dict:
         "clips": {"experiment_train": sum(c.source == "experiment" for c in clips),
                   "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips)},
         "lexicon_words": len(lexicon),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "validation": module.last_val,
     }
     (run_dir / "pretrain.json").write_text(json.dumps(summary, indent=2))

@@ -91,3 +91,22 @@ def test_the_cards_direct_inference_score_is_measured_again(tmp_path):
     card = verify(ASSET_DIR)["zero_shot"]["ir"]
     assert measured["n"] == card["clips"] == 700
     assert measured["ua"] == pytest.approx(card["ua"], abs=0.015)
+
+
+def test_the_recorded_commit_says_when_the_code_differed_from_it(tmp_path):
+    import subprocess
+
+    from emorl.pretraining.card import git_commit
+
+    assert git_commit(tmp_path) is None  # not a checkout
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+                                    capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (tmp_path / "f.py").write_text("a = 1\n")
+    git("add", "f.py")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    (tmp_path / "new.txt").write_text("untracked files are not the code\n")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "f.py").write_text("a = 2\n")
+    assert git_commit(tmp_path) == head + "+dirty"

@@ -62,11 +62,15 @@ def verify(folder: Path = ASSET_DIR) -> dict:
 
 
 def git_commit(cwd: Path) -> str | None:
+    """The checkout's commit, ``+dirty`` when tracked files differ from it; None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                 capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return out.stdout.strip() or None
+    commit = head.stdout.strip()
+    return (commit + ("+dirty" if changed.stdout.strip() else "")) if commit else None
 
 
 def zero_shot_scores(evaluations: Sequence[Path]) -> dict:
