@@ -326,3 +326,20 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_the_pretraining_command_builds_a_tiny_omni_base_that_model_tiny_omni_loads(tmp_path, cache_dir):
+    """The same command builds the Qwen2.5-Omni variant (model.build.architecture): its thinker, as emorl exports one."""
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from emorl.models.loading import load_backbone
+
+    pytest.importorskip("nrclex")
+    run = tmp_path / "omni"
+    out, _ = launch_pretrain(run, cache_dir, "pretrain.steps=2", "model.build.architecture=qwen2_5_omni").communicate(
+        timeout=600)
+    assert (run / "pretrain.json").exists(), out[-2000:]
+    model, processor = load_backbone(run / "model")
+    assert isinstance(model, Qwen2_5OmniThinkerForConditionalGeneration)
+    assert processor.tokenizer.convert_tokens_to_ids("<|im_end|>") is not None
