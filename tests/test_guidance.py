@@ -161,18 +161,24 @@ def test_prompts_no_sample_answered_enter_the_buffer_oldest_dropped(tiny, cfg_fa
     ro = Rollout(prompt={}, prompt_index=torch.arange(2).repeat_interleave(2), completion_ids=torch.zeros(4, 1),
                  completion_mask=torch.ones(4, 1),
                  texts=["<answer>anger</answer>", "<answer>fear</answer>", "<answer>joy</answer>", "x"])
-    batch = {"label": ["joy", "joy"], "options": [LABELS, LABELS], "paths": ["a.wav", "b.wav"]}
+    batch = {"label": ["joy", "joy"], "options": [LABELS, LABELS], "clips": ["a.wav", "b.wav"],
+             "paths": ["/corpus/a.wav", "/corpus/b.wav"]}
     module.remember_failures(batch, module.answered_correctly(batch, ro))
     assert module.failed_prompts == ["old.wav", "a.wav"]  # b.wav had a right sample
-    other = {**batch, "paths": ["c.wav", "d.wav"]}
+    other = {**batch, "clips": ["c.wav", "d.wav"], "paths": ["/corpus/c.wav", "/corpus/d.wav"]}
     module.remember_failures(other, module.answered_correctly(other, ro))
     assert module.failed_prompts == ["a.wav", "c.wav"]  # two kept, the oldest dropped
     module.best_val_ua, module.best_val_step, module.recent_train_metrics = 0.0, 0, []
     assert module.extra_state()["failed_prompts"] == ["a.wav", "c.wav"]  # saved in checkpoints: resumed with the run
 
 
-def test_a_buffered_run_trains_on_its_failed_prompts(cfg_factory):
+def test_a_buffered_run_trains_on_its_failed_prompts(cfg_factory, monkeypatch):
+    from emorl.modules.datamodule import EmotionDataModule
     from emorl.train import train
+
+    asked = []
+    batch_of = EmotionDataModule.train_batch_of
+    monkeypatch.setattr(EmotionDataModule, "train_batch_of", lambda self, clips: asked.extend(clips) or batch_of(self, clips))
 
     cfg = cfg_factory("model.pretrained=null",  # the small on-the-fly base: it fails every prompt at first
                       "reward=bcr", "reasoning=ir", "eval.base=false", "trainer.max_steps=1",
@@ -180,3 +186,6 @@ def test_a_buffered_run_trains_on_its_failed_prompts(cfg_factory):
     metrics, objects = train(cfg)
     final = metrics["train"]["final"]
     assert final["train/buffer_prompts"] >= 1 and final["train/buffer_sft_loss"] > 0  # the untrained base fails
+    train_clips = {item.key for item in objects["datamodule"].dataset("train").items}
+    # the buffer (kept in checkpoints) names clips by their place in the corpus, so a resume reading it elsewhere finds them
+    assert asked and set(asked) <= train_clips

@@ -162,6 +162,7 @@ class Collator:
         batch["label"] = [e.label for e in examples]
         batch["options"] = [e.options for e in examples]
         batch["paths"] = [e.item.path if e.item else "" for e in examples]
+        batch["clips"] = [e.item.clip_id if e.item else "" for e in examples]  # names that survive a moved corpus
         batch["questions"] = [e.text for e in examples]
         batch["transcript"] = [e.item.transcript if e.item else "" for e in examples]
         batch["prosody"] = [e.prosody for e in examples]

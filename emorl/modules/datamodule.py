@@ -247,12 +247,17 @@ class EmotionDataModule(L.LightningDataModule):
                                     adaptive=self.accuracy_balance)
         return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=self._collate())
 
-    def train_batch_of(self, paths: list[str]) -> dict:
-        """The training questions of the clips ``paths``, collated (the failure buffer's prompts)."""
+    def train_batch_of(self, clips: list[str]) -> dict:
+        """The training questions of ``clips`` (:attr:`~emorl.data.corpus.Item.clip_id`), collated (the failure
+        buffer's prompts)."""
         dataset = self.dataset("train")
         if getattr(self, "_train_index", None) is None:
-            self._train_index = {item.path: i for i, item in enumerate(dataset.items)}
-        return self._collate()([dataset[self._train_index[p]] for p in paths])
+            self._train_index = {item.clip_id: i for i, item in enumerate(dataset.items)}
+        unknown = [c for c in clips if c not in self._train_index]
+        if unknown:
+            raise KeyError(f"the failure buffer names clips the training split does not hold: {unknown[:3]} "
+                           "(a checkpoint of a run on another corpus?)")
+        return self._collate()([dataset[self._train_index[c]] for c in clips])
 
     def random_train_batch(self, size: int, seed: int) -> dict:
         """``size`` training questions drawn at random by ``seed``, collated (extra prompts for dynamic sampling)."""

@@ -239,9 +239,9 @@ class GRPOModule(EmotionModule):
         """Add the prompts none of whose samples answered correctly (``correct``: (P, G)) to the buffer (ReLIFT),
         oldest dropped."""
         for i in torch.nonzero(~correct.any(dim=1)).flatten().tolist():
-            path = batch["paths"][i]
-            if path not in self.failed_prompts:
-                self.failed_prompts.append(path)
+            clip = batch["clips"][i]  # the clip's place in its corpus: a resumed run may read the corpus elsewhere
+            if clip not in self.failed_prompts:
+                self.failed_prompts.append(clip)
         del self.failed_prompts[: max(0, len(self.failed_prompts) - self.algo.buffer_size)]
 
     def report_class_accuracy(self, batch: dict, correct: torch.Tensor) -> None:
