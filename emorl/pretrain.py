@@ -146,9 +146,8 @@ def _untrained_base(cfg: DictConfig, run_dir: Path, clips, audio, lexicon):
     from emorl.models.tiny import build_tiny_backbone
     from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
 
-    tasks = PretrainTasks(clips, audio, lexicon, OmegaConf.to_container(cfg.pretrain.tasks),
-                          OmegaConf.to_container(cfg.pretrain.formats),
-                          OmegaConf.to_container(cfg.pretrain.word_formats), seed=int(cfg.seed))
+    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    tasks = PretrainTasks(clips, audio, lexicon, p["tasks"], p["formats"], p.get("word_formats"), seed=int(cfg.seed))
     init = run_dir / "init"
     if not (init / "done").exists():
         texts = tokenizer_texts(tasks, int(cfg.pretrain.tokenizer_examples))
