@@ -30,10 +30,11 @@ Questions about a clip whose answer is an emotion name (``emotion``, ``position`
 answered in IR, EUR or ESR (``pretrain.formats``); an ESR answer's sections hold *that clip's own*
 transcript, key words and measured prosody before the task's conclusion, so the structured reasoning
 the emotion question later needs is conditioned on the audio.  Questions answered with another word
-(a key word, a topic, a voice, a level) take ``pretrain.word_formats`` (IR only by default): the
-previous base, which answered them in ESR too, answered the emotion question (zero-shot, ESR, 700
-test clips) 26 times with no option: 16 times a topic (12 after the topic task's conclusion, "the
-speaker talks about the party"), 3 times a prosody level, 7 times a key word.  Each example is a pure function of ``(seed, index)``: a resumed run draws what an
+(a key word, a topic, a voice, a level) take ``pretrain.word_formats`` (null: the same formats).  The
+shipped base, built with the same formats for all, answered the emotion question (zero-shot, ESR, 700
+test clips) 26 times with no option, 16 of them with a topic; a base built with IR only for those
+questions lost more than it gained (its ESR transcribed 384 of the 700 clips as pretraining-corpus
+sentences: the ESR sections about the experiment corpus's clips came mostly from those questions).  Each example is a pure function of ``(seed, index)``: a resumed run draws what an
 uninterrupted one would.
 """
 
