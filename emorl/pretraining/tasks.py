@@ -34,8 +34,9 @@ the emotion question later needs is conditioned on the audio.  Questions answere
 shipped base, built with the same formats for all, answered the emotion question (zero-shot, ESR, 700
 test clips) 26 times with no option, 16 of them with a topic; a base built with IR only for those
 questions lost more than it gained (its ESR transcribed 384 of the 700 clips as pretraining-corpus
-sentences: the ESR sections about the experiment corpus's clips came mostly from those questions).  Each example is a pure function of ``(seed, index)``: a resumed run draws what an
-uninterrupted one would.
+sentences: the ESR sections about the experiment corpus's clips came mostly from those questions).
+Each example is a pure function of ``(seed, index)``: a resumed run draws what an uninterrupted one
+would.
 """
 
 from __future__ import annotations
@@ -95,13 +96,19 @@ class Clip:
         return (self.item.meta.get("keywords") or [""])[0]
 
 
+def _distribution(weights: Mapping[str, float], key: str) -> tuple[list[str], np.ndarray]:
+    """The names of positive weight and their probabilities; ``key`` names the setting in the error."""
+    if any(float(w) < 0 for w in weights.values()) or not sum(float(w) for w in weights.values()) > 0:
+        raise ValueError(f"{key}: weights must be >= 0 and sum to more than 0, got {dict(weights)}")
+    names = [n for n in weights if float(weights[n]) > 0]
+    total = sum(float(weights[n]) for n in names)
+    return names, np.asarray([float(weights[n]) / total for n in names])
+
+
 def _formats(weights: Mapping[str, float], key: str) -> tuple[list[ReasoningStrategy], np.ndarray]:
-    """The strategies of positive weight and their probabilities."""
-    strategies = [get_strategy(name) for name in weights if float(weights[name]) > 0]
-    if not strategies or any(float(w) < 0 for w in weights.values()):
-        raise ValueError(f"{key}: weights must be >= 0 with one above 0, got {dict(weights)}")
-    w = np.asarray([float(weights[s.name]) for s in strategies])
-    return strategies, w / w.sum()
+    """The answer formats of positive weight and their probabilities."""
+    names, p = _distribution(weights, key)
+    return [get_strategy(name) for name in names], p
 
 
 def _vocabularies() -> list[tuple[str, ...]]:
@@ -128,8 +135,7 @@ class PretrainTasks:
         unknown = sorted(set(weights) - set(TASKS))
         if unknown:
             raise ValueError(f"pretrain.tasks: unknown tasks {unknown}; the tasks are {sorted(TASKS)}")
-        if any(float(w) < 0 for w in weights.values()) or not sum(float(w) for w in weights.values()) > 0:
-            raise ValueError(f"pretrain.tasks: weights must be >= 0 and sum to more than 0, got {dict(weights)}")
+        self.names, self.p = _distribution(weights, "pretrain.tasks")
         for clip in clips:
             self.check_clip(clip)
         self.clips = list(clips)
@@ -137,9 +143,6 @@ class PretrainTasks:
         if float(weights.get("emotion", 0)) > 0 and not self.pretrain_clips:
             raise ValueError("pretrain.tasks.emotion > 0 needs clips of the pretraining corpus (pretrain.corpus)")
         self.audio = audio
-        self.names = [n for n in weights if float(weights[n]) > 0]
-        total = sum(float(weights[n]) for n in self.names)
-        self.p = np.asarray([float(weights[n]) / total for n in self.names])
         self.strategies, self.format_p = _formats(formats, "pretrain.formats")
         self.word_strategies, self.word_format_p = _formats(formats if word_formats is None else word_formats,
                                                             "pretrain.word_formats")
