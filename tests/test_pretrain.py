@@ -299,9 +299,10 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     first checkpoint, run again with the same command, ends with the weights of an uninterrupted build."""
     import json
     import signal
-    import time
 
     from safetensors.torch import load_file
+
+    from tests.processes import signal_after_first_checkpoint
 
     pytest.importorskip("nrclex")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -311,13 +312,7 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7}
     assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy"}
 
-    proc = launch_pretrain(killed, cache_dir)
-    last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    signal_after_first_checkpoint(launch_pretrain(killed, cache_dir), killed, signal.SIGKILL)  # 6 steps: no grace
     assert not (killed / "pretrain.json").exists(), "the build finished before it was killed"
     out, _ = launch_pretrain(killed, cache_dir).communicate(timeout=600)
     assert json.loads((killed / "pretrain.json").read_text())["steps"] == 6, out[-2000:]

@@ -14,6 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import SMALL
+from tests.processes import signal_after_first_checkpoint
 from tests.rewards import LENGTH_REWARD
 
 # The untrained tiny base earns no format or accuracy reward (zero advantages, no update); the
@@ -35,17 +36,8 @@ def finish(proc: subprocess.Popen) -> str:
 
 
 def interrupt(run_dir: Path, cache: Path, sig: int) -> str:
-    """Start a run, send ``sig`` once its first periodic checkpoint exists, return its output."""
-    proc = launch(run_dir, cache)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the next steps
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0, "the run finished before it was interrupted: " + out[-2000:]
-    return out
+    """Start a run, send ``sig`` a moment after its first periodic checkpoint exists, return its output."""
+    return signal_after_first_checkpoint(launch(run_dir, cache), run_dir, sig, grace_s=0.3)  # into the next steps
 
 
 @pytest.mark.slow
