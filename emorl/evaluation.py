@@ -155,9 +155,9 @@ def prosody_faithfulness(datamodule, records: list[dict]) -> dict:
     items = datamodule.dataset(datamodule.test_split).items
     levels = datamodule.prosody_levels(items)
     out = faithfulness([r["text"] for r in records], [levels.get(r["path"]) for r in records])
-    log.info("faithfulness of the prosody claims: %s (%d claims; %.0f%% of answers claim)",
+    log.info("faithfulness of the prosody claims: %s (%d claims; %.0f%% of answers claim); by attribute %s",
              "n/a" if out["faithfulness"] is None else f"{out['faithfulness']:.3f}", out["prosody_claims"],
-             100 * out["claiming"])
+             100 * out["claiming"], {a: round(v, 3) for a, v in out["faithfulness_by_attribute"].items()})
     return out
 
 

@@ -231,9 +231,14 @@ def test_evaluate_reports_the_faithfulness_of_esr_prosody_claims(esr_ckpt, cache
     corpus = instantiate(cfg.dataset.corpus)
     datamodule = EmotionDataModule(corpus, get_strategy("esr"), cache_dir=str(cache_dir))
     levels = datamodule.prosody_levels(corpus.items("test"))
-    right = sum((levels[r["path"]]["pitch"] == "low") + (levels[r["path"]]["speed"] == "slow") for r in rows)
+    pitch = sum(levels[r["path"]]["pitch"] == "low" for r in rows)
+    speed = sum(levels[r["path"]]["speed"] == "slow" for r in rows)
+    right = pitch + speed
     assert metrics["test"]["prosody_claims"] == 2 * len(rows) and metrics["test"]["claiming"] == 1.0
     assert metrics["test"]["faithfulness"] == pytest.approx(right / (2 * len(rows)))
+    # per attribute: which part of the voice the answers misdescribe
+    assert metrics["test"]["faithfulness_by_attribute"] == pytest.approx({"pitch": pitch / len(rows),
+                                                                          "speed": speed / len(rows)})
     assert 0 < right < 2 * len(rows)  # some claims hold, some do not
 
 

@@ -183,26 +183,35 @@ def grounding_parts(completion: str, measured: Mapping[str, str] | None, transcr
 
 
 def faithfulness(completions: Sequence[str], levels: Sequence[Mapping[str, str] | None], tag: str = "prosody",
-                 vocabulary: Mapping = DEFAULT_VOCABULARY) -> dict[str, float | int | None]:
+                 vocabulary: Mapping = DEFAULT_VOCABULARY) -> dict:
     """How true what the completions say about the voice is: the pooled share of their prosodic claims
     (attributes with one level, hedges count as wrong) that match the measured levels.
 
-    Returns ``faithfulness`` (None without any claim), ``prosody_claims`` (their number) and
-    ``claiming`` (the share of completions that make at least one).
+    Returns ``faithfulness`` (None without any claim), ``prosody_claims`` (their number), ``claiming``
+    (the share of completions that make at least one) and ``faithfulness_by_attribute`` (the same share
+    per claimed attribute: which part of the voice a model misdescribes).
 
-    >>> faithfulness(["<prosody>pitch high, speed slow</prosody>", "<prosody>loud</prosody>", "none"],
-    ...              [{"pitch": "high", "speed": "fast"}, {"volume": "loud"}, {"pitch": "low"}])
-    {'faithfulness': 0.6666666666666666, 'prosody_claims': 3, 'claiming': 0.6666666666666666}
+    >>> faithfulness(["<prosody>pitch high, speed slow</prosody>", "<prosody>loud, pitch low</prosody>", "none"],
+    ...              [{"pitch": "high", "speed": "fast"}, {"volume": "loud", "pitch": "high"}, {"pitch": "low"}])
+    {'faithfulness': 0.5, 'prosody_claims': 4, 'claiming': 0.6666666666666666, 'faithfulness_by_attribute': {'pitch': 0.5, 'speed': 0.0, 'volume': 1.0}}
     """
-    matches = claims = claiming = 0
+    matches: dict[str, int] = {}
+    claims: dict[str, int] = {}
+    claiming = 0
     for completion, measured in zip(completions, levels, strict=True):
         described = section(completion, tag)
         if not described or not measured:
             continue
-        _, m, c = prosody_score(prosody_claims(described, vocabulary), measured)
-        matches, claims, claiming = matches + m, claims + c, claiming + (c > 0)
-    return {"faithfulness": matches / claims if claims else None, "prosody_claims": claims,
-            "claiming": claiming / len(completions) if completions else 0.0}
+        scored = {a: level is not None and level == measured[a]
+                  for a, level in prosody_claims(described, vocabulary).items() if a in measured}
+        for attribute, right in scored.items():
+            matches[attribute] = matches.get(attribute, 0) + right
+            claims[attribute] = claims.get(attribute, 0) + 1
+        claiming += bool(scored)
+    total = sum(claims.values())
+    return {"faithfulness": sum(matches.values()) / total if total else None, "prosody_claims": total,
+            "claiming": claiming / len(completions) if completions else 0.0,
+            "faithfulness_by_attribute": {a: matches[a] / claims[a] for a in sorted(claims)}}
 
 
 def make_grounding_reward(labels=None, strategy=None, vocabulary: Mapping | None = None, no_claim: float = -0.5):
