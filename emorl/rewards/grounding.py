@@ -96,13 +96,23 @@ def prosody_claims(text: str, vocabulary: Mapping = DEFAULT_VOCABULARY) -> dict[
     return {a: (levels.pop() if len(levels) == 1 else None) for a, levels in found.items()}
 
 
+def scored_claims(claims: Mapping[str, str | None], measured: Mapping[str, str]) -> dict[str, bool]:
+    """Whether each claimed attribute that was measured matches its measured level (a hedge never does).
+
+    >>> scored_claims({"pitch": "high", "speed": None, "volume": "loud", "tempo": "fast"},
+    ...               {"pitch": "high", "speed": "slow", "volume": "quiet"})
+    {'pitch': True, 'speed': False, 'volume': False}
+    """
+    return {a: level is not None and level == measured[a] for a, level in claims.items() if a in measured}
+
+
 def prosody_score(claims: Mapping[str, str | None], measured: Mapping[str, str]) -> tuple[float | None, int, int]:
     """(mean score over claimed attributes that were measured, matches, claims scored).
 
     >>> prosody_score({"pitch": "high", "speed": None, "volume": "loud"}, {"pitch": "high", "speed": "slow", "volume": "quiet"})
     (0.3333333333333333, 1, 3)
     """
-    scored = [(level is not None and level == measured[a]) for a, level in claims.items() if a in measured]
+    scored = list(scored_claims(claims, measured).values())
     if not scored:
         return None, 0, 0
     return sum(scored) / len(scored), sum(scored), len(scored)
@@ -202,8 +212,7 @@ def faithfulness(completions: Sequence[str], levels: Sequence[Mapping[str, str] 
         described = section(completion, tag)
         if not described or not measured:
             continue
-        scored = {a: level is not None and level == measured[a]
-                  for a, level in prosody_claims(described, vocabulary).items() if a in measured}
+        scored = scored_claims(prosody_claims(described, vocabulary), measured)
         for attribute, right in scored.items():
             matches[attribute] = matches.get(attribute, 0) + right
             claims[attribute] = claims.get(attribute, 0) + 1
