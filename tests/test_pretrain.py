@@ -302,7 +302,7 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
 
     from safetensors.torch import load_file
 
-    from tests.processes import signal_after_first_checkpoint
+    from tests.processes import signal_once_written
 
     pytest.importorskip("nrclex")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -312,7 +312,7 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7}
     assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy"}
 
-    signal_after_first_checkpoint(launch_pretrain(killed, cache_dir), killed, signal.SIGKILL)  # 6 steps: no grace
+    signal_once_written(launch_pretrain(killed, cache_dir), killed / "checkpoints" / "last.ckpt", signal.SIGKILL)  # no grace: 6 steps
     assert not (killed / "pretrain.json").exists(), "the build finished before it was killed"
     out, _ = launch_pretrain(killed, cache_dir).communicate(timeout=600)
     assert json.loads((killed / "pretrain.json").read_text())["steps"] == 6, out[-2000:]

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from tests.conftest import SMALL
-from tests.processes import signal_after_first_checkpoint
+from tests.processes import signal_once_written
 from tests.rewards import LENGTH_REWARD
 
 # The untrained tiny base earns no format or accuracy reward (zero advantages, no update); the
@@ -37,7 +36,8 @@ def finish(proc: subprocess.Popen) -> str:
 
 def interrupt(run_dir: Path, cache: Path, sig: int) -> str:
     """Start a run, send ``sig`` a moment after its first periodic checkpoint exists, return its output."""
-    return signal_after_first_checkpoint(launch(run_dir, cache), run_dir, sig, grace_s=0.3)  # into the next steps
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return signal_once_written(launch(run_dir, cache), last, sig, grace_s=0.3)  # into the next steps
 
 
 @pytest.mark.slow
@@ -90,15 +90,8 @@ def test_a_run_killed_during_validation_resumes_to_the_same_selection_metrics_an
     validated = {"straight": sorted(p.name for p in tmp_path.glob("validating-straight.*"))}
     assert validated["straight"] == ["validating-straight.4", "validating-straight.8"]
     for name, sig in (("sigterm", signal.SIGTERM), ("sigkill", signal.SIGKILL)):
-        proc = start(name)
         at_4 = Path(f"{marker[name]}.4")
-        deadline = time.time() + 300
-        while not at_4.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert at_4.exists(), "the run never reached step 4's validation"
-        proc.send_signal(sig)  # during step 4's validation (it pauses 3 s at its start)
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode != 0, out[-2000:]
+        out = signal_once_written(start(name), at_4, sig)  # during step 4's validation (it pauses 3 s at its start)
         assert "val step 4" not in out  # killed before that validation finished
         at_4.unlink()
         out = finish(start(name))
