@@ -5,9 +5,10 @@ pitch, energy, speaking rate and the intonation contour from smoothed pitch traj
 module measures them per clip and turns them into the levels a ``<prosody>`` section speaks in:
 
 * ``measure(wav, sr)``: f0 median (Hz) and range (semitones, 10th to 90th percentile of voiced
-  frames) by ``librosa.pyin``; RMS energy (dB, mean over voiced frames); speaking rate (onsets
-  per second of speech); pause share (frames below the energy floor); contour (rising / falling
-  / flat, the slope of the smoothed pitch in semitones per second).
+  frames) by ``librosa.pyin``; RMS energy (dB, mean over voiced frames); speaking rate (syllable
+  nuclei per second of speech: peaks of the intensity contour, after de Jong & Wempe 2009);
+  pause share (frames below the energy floor); contour (rising / falling / flat, the slope of
+  the smoothed pitch in semitones per second).
 * ``ProsodyNorms.fit(measurements)``: tertiles per attribute over a corpus, or per speaker where
   each speaker has enough clips (pitch depends on the speaker far more than on the emotion).
 * ``norms.levels(measurement)``: ``{"pitch": "high", "speed": "slow", "volume": "medium",
@@ -43,11 +44,15 @@ LEVEL_NAMES: dict[str, tuple[str, str, str]] = {
     "intonation": ("flat", "varied", "lively"),
 }
 #: Which measurement each level attribute is read from.
-MEASURE_OF = {"pitch": "f0_median_hz", "speed": "rate_per_s", "volume": "energy_db", "intonation": "f0_range_st"}
+MEASURE_OF = {"pitch": "f0_median_hz", "speed": "syllables_per_s", "volume": "energy_db", "intonation": "f0_range_st"}
 CONTOURS = ("falling", "flat", "rising")
 FMIN, FMAX = 60.0, 500.0
 HOP = 256
 MIN_SPEAKER_CLIPS = 12
+#: Syllable nuclei: intensity peaks (10 ms frames, smoothed over 3) that stand 4 dB above the dips beside
+#: them, at least 80 ms apart, within 25 dB of the clip's loudest frame.  Chosen on the default corpus's
+#: *training* clips by agreement with the generator's speed setting (docs/results.md).
+NUCLEUS_HOP_S, NUCLEUS_SMOOTH, NUCLEUS_PROMINENCE_DB, NUCLEUS_MIN_GAP_S, NUCLEUS_FLOOR_DB = 0.01, 3, 4.0, 0.08, 25.0
 
 
 def measure(wav: np.ndarray, sr: int = 16000) -> dict[str, float | str]:
@@ -59,7 +64,7 @@ def measure(wav: np.ndarray, sr: int = 16000) -> dict[str, float | str]:
 
     Returns:
         ``f0_median_hz``, ``f0_range_st`` (NaN without voiced frames), ``energy_db``,
-        ``rate_per_s``, ``pause_share``, ``contour_st_per_s`` and ``contour`` (a name).
+        ``syllables_per_s``, ``pause_share``, ``contour_st_per_s`` and ``contour`` (a name).
     """
     import librosa
 
@@ -78,8 +83,7 @@ def measure(wav: np.ndarray, sr: int = 16000) -> dict[str, float | str]:
         "energy_db": float(db[speech].mean()),
         "pause_share": float(1.0 - speech.mean()),
     }
-    onsets = librosa.onset.onset_detect(y=wav, sr=sr, hop_length=HOP, units="frames")
-    out["rate_per_s"] = float(len(onsets) / max(speech.sum() * frame_s, frame_s))
+    out["syllables_per_s"] = syllable_rate(wav, sr)
     if pitched.sum() >= 3:
         semitones = 12 * np.log2(f0[pitched] / 100.0)
         out["f0_median_hz"] = float(np.median(f0[pitched]))
@@ -93,6 +97,32 @@ def measure(wav: np.ndarray, sr: int = 16000) -> dict[str, float | str]:
     out["contour_st_per_s"] = slope
     out["contour"] = contour_name(slope)
     return out
+
+
+def syllable_rate(wav: np.ndarray, sr: int = 16000) -> float:
+    """Syllable nuclei per second of speech: peaks of the smoothed intensity contour (``NUCLEUS_*``).
+
+    A voice's loudness rises on each syllable's vowel and dips between syllables; counting those
+    peaks over the frames that are speech (within 35 dB of the loudest) reads the speaking rate
+    without a transcript.  An onset detector counts spectral changes instead, which in speech are
+    many per syllable and vary with the voice: on the default corpus's training clips its tertiles
+    agree with the generator's speed setting on 51% of the clips, the nuclei's on 66%.
+
+    Args:
+        wav: (samples,) float audio.
+        sr: its sample rate.
+    """
+    import librosa
+    from scipy.signal import find_peaks
+
+    hop = max(1, round(NUCLEUS_HOP_S * sr))
+    rms = librosa.feature.rms(y=wav, frame_length=int(2.5 * hop), hop_length=hop)[0]
+    db = 20 * np.log10(np.maximum(rms, 1e-5))
+    speech = db > db.max() - 35.0
+    smooth = np.convolve(db, np.ones(NUCLEUS_SMOOTH) / NUCLEUS_SMOOTH, mode="same")
+    peaks, _ = find_peaks(smooth, prominence=NUCLEUS_PROMINENCE_DB, distance=max(1, round(NUCLEUS_MIN_GAP_S / NUCLEUS_HOP_S)))
+    nuclei = [p for p in peaks if speech[p] and smooth[p] > db.max() - NUCLEUS_FLOOR_DB]
+    return float(len(nuclei) / max(speech.sum() * hop / sr, hop / sr))
 
 
 def contour_name(slope_st_per_s: float, threshold: float = 2.0) -> str:
@@ -194,7 +224,8 @@ def measure_items(items: Sequence, cache: Path | None = None) -> dict[str, dict]
     known: dict[str, dict] = {}
     if cache is not None and Path(cache).exists():
         known = json.loads(Path(cache).read_text())
-    missing = [i for i in items if i.path not in known]
+    # a cache written by an earlier measure (another speaking-rate key) is measured again, never read as it is
+    missing = [i for i in items if not set(MEASURE_OF.values()) <= set(known.get(i.path, {}))]
     for n, item in enumerate(missing, 1):
         known[item.path] = measure(load_audio(item.path), SAMPLE_RATE)
         if n % 200 == 0:

@@ -47,13 +47,36 @@ def test_measure_reads_loudness_and_pauses():
     assert measure(tone, SR)["pause_share"] < 0.05
 
 
+def syllables(per_second: float, seconds: float = 2.0, depth: float = 0.7) -> np.ndarray:
+    """A 180 Hz voice whose loudness rises and falls ``per_second`` times a second (a syllable each), never silent."""
+    t = np.arange(int(seconds * SR)) / SR
+    envelope = 1.0 - depth * (0.5 + 0.5 * np.cos(2 * np.pi * per_second * t))
+    return (envelope * glide(180, 180, seconds=seconds)).astype(np.float32)
+
+
+@pytest.mark.parametrize("per_second", [
+    3.0,  # slow speech
+    5.0,  # conversational speech
+    7.0,  # fast speech
+])
+def test_measure_counts_syllables_per_second_of_speech(per_second):
+    assert measure(syllables(per_second), SR)["syllables_per_s"] == pytest.approx(per_second, rel=0.15)
+
+
+def test_pauses_do_not_slow_the_measured_speaking_rate():
+    # the same 5 syllables a second with a second of silence after them: rate per second *of speech*
+    speech = syllables(5.0)
+    paused = np.concatenate([speech, np.zeros(SR, np.float32)])
+    assert measure(paused, SR)["syllables_per_s"] == pytest.approx(measure(speech, SR)["syllables_per_s"], rel=0.1)
+
+
 def test_silence_has_no_pitch():
     m = measure(np.zeros(SR, np.float32) + 1e-4 * np.random.default_rng(0).standard_normal(SR).astype(np.float32), SR)
     assert math.isnan(m["f0_median_hz"]) and m["contour"] == "flat"
 
 
 def _m(f0, rate, db, st):
-    return {"f0_median_hz": f0, "rate_per_s": rate, "energy_db": db, "f0_range_st": st, "contour": "flat"}
+    return {"f0_median_hz": f0, "syllables_per_s": rate, "energy_db": db, "f0_range_st": st, "contour": "flat"}
 
 
 def test_levels_are_tertiles_of_the_corpus_or_of_the_speaker():
@@ -75,3 +98,21 @@ def test_levels_are_tertiles_of_the_corpus_or_of_the_speaker():
 def test_describe_uses_the_reasoning_wording():
     assert describe({"pitch": "low", "speed": "fast", "volume": "loud", "intonation": "flat", "contour": "falling"}) == \
         "pitch low, intonation flat, speed fast, volume loud, falling contour"
+
+
+def test_a_cache_written_by_an_older_measure_is_measured_again(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from emorl.acoustics import measure_items
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, syllables(5.0), SR)
+    cache = tmp_path / "prosody.json"
+    # what an earlier emorl wrote: the onset rate, no syllable rate
+    cache.write_text(json.dumps({str(clip): {"f0_median_hz": 1.0, "rate_per_s": 9.0, "energy_db": -1.0, "f0_range_st": 1.0}}))
+    measured = measure_items([SimpleNamespace(path=str(clip))], cache)[str(clip)]
+    assert measured["syllables_per_s"] == pytest.approx(5.0, rel=0.15) and measured["f0_median_hz"] > 100
+    assert "syllables_per_s" in json.loads(cache.read_text())[str(clip)]  # the cache holds the new measurement

@@ -24,7 +24,7 @@ def clip(k: int, source: str, label: str = "anger", split: str = "train", pitch:
                 transcript=f"the topic{k % 3} was kw{k} today", meta=meta)
     levels = {"pitch": ("low", "medium", "high")[k % 3], "speed": "fast", "volume": "quiet", "intonation": "flat",
               "contour": "flat"}
-    measurement = {"f0_median_hz": pitch * (1 + k), "f0_range_st": 4.0, "energy_db": -20.0 - k, "rate_per_s": 3.0,
+    measurement = {"f0_median_hz": pitch * (1 + k), "f0_range_st": 4.0, "energy_db": -20.0 - k, "syllables_per_s": 3.0,
                    "pause_share": 0.1}
     return Clip(item, source, levels, measurement)
 

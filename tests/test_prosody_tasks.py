@@ -27,13 +27,13 @@ from emorl.data.prosody_tasks import MARGINS, ProsodyQuestions, contrast, prosod
     ],
 )
 def test_contrast_between_two_clips(attribute, a, b, expected):
-    key = {"pitch": "f0_median_hz", "speed": "rate_per_s", "volume": "energy_db", "intonation": "f0_range_st"}[attribute]
+    key = {"pitch": "f0_median_hz", "speed": "syllables_per_s", "volume": "energy_db", "intonation": "f0_range_st"}[attribute]
     got = contrast(attribute, {key: a}, {key: b})
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 
 def measurement(f0: float, rate: float, db: float, range_st: float) -> dict:
-    return {"f0_median_hz": f0, "rate_per_s": rate, "energy_db": db, "f0_range_st": range_st}
+    return {"f0_median_hz": f0, "syllables_per_s": rate, "energy_db": db, "f0_range_st": range_st}
 
 
 def write_tone(path, freq: float, seconds: float) -> str:

@@ -54,7 +54,7 @@ def scale(attribute: str, measurement: Mapping) -> float | None:
 
     >>> scale("pitch", {"f0_median_hz": 200.0}) - scale("pitch", {"f0_median_hz": 100.0})
     12.0
-    >>> scale("speed", {"rate_per_s": 4.0}), scale("volume", {"energy_db": float("nan")})
+    >>> scale("speed", {"syllables_per_s": 4.0}), scale("volume", {"energy_db": float("nan")})
     (2.0, None)
     """
     x = float(measurement[MEASURE_OF[attribute]])
@@ -70,7 +70,7 @@ def scale(attribute: str, measurement: Mapping) -> float | None:
 def contrast(attribute: str, a: Mapping, b: Mapping) -> float | None:
     """How much more of ``attribute`` clip ``a`` has than clip ``b``, on :func:`scale` (None where unmeasured).
 
-    >>> contrast("speed", {"rate_per_s": 2.0}, {"rate_per_s": 4.0}), contrast("volume", {"energy_db": -20.0}, {"energy_db": -26.0})
+    >>> contrast("speed", {"syllables_per_s": 2.0}, {"syllables_per_s": 4.0}), contrast("volume", {"energy_db": -20.0}, {"energy_db": -26.0})
     (-1.0, 6.0)
     """
     x, y = scale(attribute, a), scale(attribute, b)
