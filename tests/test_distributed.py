@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from emorl import algos
 from emorl.distributed import global_mean
 from tests.conftest import SMALL
+from tests.processes import failure_report, run_command
 from tests.rewards import LENGTH_REWARD
 
 N, T, G = 12, 7, 3  # 4 prompts x G completions, split 2 + 2 over two processes
@@ -77,16 +77,16 @@ def test_a_multirun_sweep_with_ddp_writes_one_folder_with_one_folder_per_job(tmp
     """Lightning starts DDP's second process by re-running the command: it must run its job, not the sweep."""
     sweep = tmp_path / "sweep"
     env = {**os.environ, "EMORL_CACHE": str(cache_dir), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    proc = subprocess.run(
+    proc = run_command(
         [sys.executable, "-m", "emorl.train", "--multirun", "reward=bcr,eswr", "strategy=ddp", "trainer.devices=2",
          *SMALL, f"paths.cache_dir={cache_dir}", f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+        cwd=tmp_path, env=env, timeout_s=900,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-4000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"], "nothing written outside the sweep folder"
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [j.name for j in jobs] == ["0_bcr_esr_s0", "1_eswr_esr_s0"]
-    log = proc.stdout + proc.stderr
+    log = proc.stdout
     assert log.count("Launching 2 jobs") == 1, "a DDP process re-ran the sweep"
     for job in jobs:
         assert (job / "metrics.json").exists() and (job / "model").is_dir()
@@ -117,10 +117,9 @@ def run_job(run: Path, cache_dir: Path, extra: list[str], module: str = "emorl.t
     overrides = [*SMALL, "model.pretrained=null", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={run}", "trainer.max_steps=2",
                  "algo.grpo.seed_per_prompt=true", "trainer.val_check_interval=100", "checkpoint.select=last",
                  "checkpoint.every_n_steps=2", "eval.base=false", "optimizer.eps=1e-3", *LENGTH_REWARD, *extra]
-    proc = subprocess.run([sys.executable, "-m", module, *overrides], cwd=Path(__file__).parents[1],
-                          env=ENV, capture_output=True, text=True, timeout=600)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    proc = run_command([sys.executable, "-m", module, *overrides], cwd=Path(__file__).parents[1], env=ENV, timeout_s=600)
+    log = proc.stdout
+    assert proc.returncode == 0, failure_report(log)
     return log
 
 
@@ -218,9 +217,9 @@ def test_two_processes_evaluate_the_split_as_one_does(tmp_path, cache_dir):
               f"paths.cache_dir={cache_dir}", "reasoning=esr"]
     runs = {"one": ["data.eval_batch_size=8"], "two": ["data.eval_batch_size=4", "strategy=ddp", "trainer.devices=2"]}
     for name, extra in runs.items():
-        proc = subprocess.run([sys.executable, "-m", "emorl.evaluate", *common, *extra, f"hydra.run.dir={tmp_path / name}"],
-                              cwd=Path(__file__).parents[1], env=ENV, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        proc = run_command([sys.executable, "-m", "emorl.evaluate", *common, *extra, f"hydra.run.dir={tmp_path / name}"],
+                           cwd=Path(__file__).parents[1], env=ENV, timeout_s=600)
+        assert proc.returncode == 0, proc.stdout[-4000:]
     answers = {name: [json.loads(line) for line in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
                for name in runs}
     metrics = {name: json.loads((tmp_path / name / "metrics.json").read_text())["test"] for name in runs}
