@@ -49,6 +49,7 @@ CONTOURS = ("falling", "flat", "rising")
 FMIN, FMAX = 60.0, 500.0
 HOP = 256
 MIN_SPEAKER_CLIPS = 12
+SPEECH_FLOOR_DB = 35.0  # frames this far below the clip's loudest are pause, not speech
 #: Syllable nuclei: intensity peaks (10 ms frames, smoothed over 3) that stand 4 dB above the dips beside
 #: them, at least 80 ms apart, within 25 dB of the clip's loudest frame.  Chosen on the default corpus's
 #: *training* clips by agreement with the generator's speed setting (docs/results.md).
@@ -72,9 +73,7 @@ def measure(wav: np.ndarray, sr: int = 16000) -> dict[str, float | str]:
     if wav.ndim != 1 or wav.size < 2 * HOP:
         raise ValueError(f"measure needs (samples,) mono audio of at least {2 * HOP} samples, got shape {wav.shape}")
     f0, voiced, _ = librosa.pyin(wav, fmin=FMIN, fmax=FMAX, sr=sr, frame_length=4 * HOP, hop_length=HOP)
-    rms = librosa.feature.rms(y=wav, frame_length=4 * HOP, hop_length=HOP)[0]
-    db = 20 * np.log10(np.maximum(rms, 1e-5))
-    speech = db > db.max() - 35.0  # frames within 35 dB of the loudest: speech, not pause
+    db, speech = intensity(wav, frame_length=4 * HOP, hop_length=HOP)
     n = min(len(f0), len(db))
     f0, voiced, db, speech = f0[:n], voiced[:n], db[:n], speech[:n]
     pitched = voiced & np.isfinite(f0)
@@ -99,11 +98,24 @@ def measure(wav: np.ndarray, sr: int = 16000) -> dict[str, float | str]:
     return out
 
 
+def intensity(wav: np.ndarray, frame_length: int, hop_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame RMS level in dB and which frames are speech (within ``SPEECH_FLOOR_DB`` of the loudest, not pause).
+
+    Returns:
+        ``db`` (frames,) float and ``speech`` (frames,) bool.
+    """
+    import librosa
+
+    rms = librosa.feature.rms(y=wav, frame_length=frame_length, hop_length=hop_length)[0]
+    db = 20 * np.log10(np.maximum(rms, 1e-5))
+    return db, db > db.max() - SPEECH_FLOOR_DB
+
+
 def syllable_rate(wav: np.ndarray, sr: int = 16000) -> float:
     """Syllable nuclei per second of speech: peaks of the smoothed intensity contour (``NUCLEUS_*``).
 
     A voice's loudness rises on each syllable's vowel and dips between syllables; counting those
-    peaks over the frames that are speech (within 35 dB of the loudest) reads the speaking rate
+    peaks over the frames that are speech (:func:`intensity`) reads the speaking rate
     without a transcript.  An onset detector counts spectral changes instead, which in speech are
     many per syllable and vary with the voice: on the default corpus's training clips its tertiles
     agree with the generator's speed setting on 51% of the clips, the nuclei's on 66%.
@@ -112,13 +124,10 @@ def syllable_rate(wav: np.ndarray, sr: int = 16000) -> float:
         wav: (samples,) float audio.
         sr: its sample rate.
     """
-    import librosa
     from scipy.signal import find_peaks
 
     hop = max(1, round(NUCLEUS_HOP_S * sr))
-    rms = librosa.feature.rms(y=wav, frame_length=int(2.5 * hop), hop_length=hop)[0]
-    db = 20 * np.log10(np.maximum(rms, 1e-5))
-    speech = db > db.max() - 35.0
+    db, speech = intensity(wav, frame_length=int(2.5 * hop), hop_length=hop)
     smooth = np.convolve(db, np.ones(NUCLEUS_SMOOTH) / NUCLEUS_SMOOTH, mode="same")
     peaks, _ = find_peaks(smooth, prominence=NUCLEUS_PROMINENCE_DB, distance=max(1, round(NUCLEUS_MIN_GAP_S / NUCLEUS_HOP_S)))
     nuclei = [p for p in peaks if speech[p] and smooth[p] > db.max() - NUCLEUS_FLOOR_DB]
@@ -225,7 +234,8 @@ def measure_items(items: Sequence, cache: Path | None = None) -> dict[str, dict]
     if cache is not None and Path(cache).exists():
         known = json.loads(Path(cache).read_text())
     # a cache written by an earlier measure (another speaking-rate key) is measured again, never read as it is
-    missing = [i for i in items if not set(MEASURE_OF.values()) <= set(known.get(i.path, {}))]
+    needed = set(MEASURE_OF.values())
+    missing = [i for i in items if not needed <= known.get(i.path, {}).keys()]
     for n, item in enumerate(missing, 1):
         known[item.path] = measure(load_audio(item.path), SAMPLE_RATE)
         if n % 200 == 0:
