@@ -1,19 +1,19 @@
 """How well a model reads each prosodic attribute when asked it directly, in the embedded base's pretraining wording.
 
-    python docs/results/analysis/attribute_answers.py emorl/assets/embedded_base --corpus <cache>/synthetic/<key> \
+    python docs/results/analysis/attribute_answers.py emorl/assets/embedded_base [--cache-dir .cache] \
         --split test [--every 3]
 
 For each clip of the split (every ``--every``-th), greedy answers to the pretraining's attribute questions
 (pitch, speed, volume, intonation; IR format, options low to high) and to its description question
 ("how was it said"), scored against the clip's measured, speaker-relative levels (``emorl.acoustics``,
-norms fitted on the clips asked, measurements cached in ``<cache>/prosody/analysis-<split>.json``).
+norms fitted on the clips asked, measurements cached in ``<cache>/prosody/analysis-<split>.json``), on the
+default synthetic corpus of ``--cache-dir`` (generated there by any emorl command, or now).
 Prints the share right per attribute for both questions, and the speed answers against the measured speed.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -23,8 +23,7 @@ from emorl import rollout
 from emorl.acoustics import LEVEL_NAMES, ProsodyNorms, measure_items
 from emorl.data.audio import load_audio
 from emorl.data.batching import Collator, Example
-from emorl.data.corpus import read_manifest
-from emorl.emotions import LABEL_SETS
+from emorl.data.synthetic import SyntheticCorpus
 from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
 from emorl.models.warmstart import ATTRIBUTE_QUESTIONS
 from emorl.pretraining.tasks import DESCRIBE_QUESTION
@@ -35,17 +34,15 @@ from emorl.rewards.grounding import prosody_claims
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model folder (from_pretrained)")
-    parser.add_argument("--corpus", required=True, help="the synthetic corpus's folder (holds <split>.jsonl, audio/)")
+    parser.add_argument("--cache-dir", default=".cache", help="emorl's cache folder (the synthetic corpus lives there)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--every", type=int, default=1, help="ask every n-th clip")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    corpus = Path(args.corpus)
-    labels = tuple(sorted({label for names in LABEL_SETS.values() for label in names}))
-    items = [dataclasses.replace(i, path=str(corpus / "audio" / Path(i.path).name))
-             for i in read_manifest(corpus / f"{args.split}.jsonl", labels)][:: args.every]
-    measured = measure_items(items, corpus.parent.parent / "prosody" / f"analysis-{corpus.name}-{args.split}.json")
+    corpus = SyntheticCorpus(Path(args.cache_dir) / "synthetic")
+    items = corpus.items(args.split)[:: args.every]
+    measured = measure_items(items, Path(args.cache_dir) / "prosody" / f"analysis-{corpus.dir.name}-{args.split}.json")
     norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
     levels = {i.path: norms.levels(measured[i.path], i.speaker) for i in items}
     model, processor = load_backbone(args.model)
