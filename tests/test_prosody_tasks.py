@@ -12,6 +12,8 @@ from emorl.acoustics import LEVEL_NAMES
 from emorl.data.batching import Collator
 from emorl.data.corpus import Item
 from emorl.data.prosody_tasks import MARGINS, ProsodyQuestions, contrast, prosody_task_scores
+from emorl.pretraining import tasks as pretraining_tasks
+from emorl.prompts import get_strategy
 
 
 @pytest.mark.parametrize(
@@ -84,6 +86,23 @@ def test_every_target_is_true_to_the_measurements(clips):
     assert [other.task(i) for i in range(12)] != [questions.task(i) for i in range(12)]
     counts = questions.task_counts()
     assert sum(counts.values()) == 12 and counts["comparison"] >= 3
+
+
+def test_attribute_questions_are_asked_in_the_words_the_base_was_pretrained_on(clips):
+    # The embedded base learnt attribute questions from the pretraining mixture (its IR format, its two option
+    # orders); eval.prosody_tasks and algo=prosody_sft ask the same questions, so a base's hearing is measured in
+    # words it knows (asked in other words, the shipped base answered none of them with an option).
+    items, measured, levels = clips
+    questions = ProsodyQuestions(items, levels, measured, comparison_share=0.0, seed=1)
+    ir, orders = get_strategy("ir"), set()
+    for index in range(len(questions)):
+        task = questions.task(index)
+        names = LEVEL_NAMES[task["attribute"]]
+        asked = {tuple(order): ir.prompt(order, question=pretraining_tasks.ATTRIBUTE_QUESTIONS[task["attribute"]])
+                 for order in (list(names), list(names)[::-1])}
+        assert task["text"] in asked.values(), task["text"]
+        orders.add(next(o for o, text in asked.items() if text == task["text"]) == tuple(names))
+    assert orders == {True, False}  # both of the pretraining's option orders are drawn
 
 
 def test_a_clip_without_a_clear_partner_gets_an_attribute_question(clips):

@@ -29,12 +29,15 @@ from emorl.acoustics import LEVEL_NAMES, MEASURE_OF
 from emorl.data.audio import load_audio
 from emorl.data.batching import Example
 from emorl.data.corpus import Item
+from emorl.prompts import get_strategy
 
-ATTRIBUTE_PROMPTS = {
-    "pitch": "Is the speaker's pitch {options}?",
-    "speed": "Does the speaker talk at a {options} pace?",
-    "volume": "Is the speaker's voice {options}?",
-    "intonation": "Is the speaker's intonation {options}?",
+#: One wording of the attribute questions for every user: the embedded base's pretraining mixture, this warm start
+#: and ``eval.prosody_tasks`` (asked in other words, the shipped base answered none of them with an option).
+ATTRIBUTE_QUESTIONS = {
+    "pitch": "How high is the speaker's pitch? Options: {options}.",
+    "speed": "How fast does the speaker talk? Options: {options}.",
+    "volume": "How loud is the speaker's voice? Options: {options}.",
+    "intonation": "How lively is the speaker's intonation? Options: {options}.",
 }
 COMPARISON_PROMPTS = {
     "pitch": "Two clips. In which one is the voice higher pitched?",
@@ -140,18 +143,19 @@ class ProsodyQuestions(torch.utils.data.Dataset):
                 return self._task("comparison", attribute, [p.path for p in pair],
                                   f"{COMPARISON_PROMPTS[attribute]} Options: first, second.", ORDER[0] if more else ORDER[1])
         levels = self.levels[item.path]
-        measured = sorted(a for a in ATTRIBUTE_PROMPTS if a in levels)
+        measured = sorted(a for a in ATTRIBUTE_QUESTIONS if a in levels)
         if not measured:
             raise ValueError(f"{item.path}: no prosodic attribute could be measured (no voiced frames?)")
         attribute = rng.choice(measured)
-        options = list(LEVEL_NAMES[attribute])
-        rng.shuffle(options)
-        question = ATTRIBUTE_PROMPTS[attribute].format(options=", ".join(options[:-1]) + " or " + options[-1])
-        return self._task("attribute", attribute, [item.path], question, levels[attribute])
+        options = list(LEVEL_NAMES[attribute])[:: 1 if rng.random() < 0.5 else -1]  # the levels' order, either way
+        question = get_strategy("ir", answer_tag=self.answer_tag).prompt(options, question=ATTRIBUTE_QUESTIONS[attribute])
+        return self._task("attribute", attribute, [item.path], question, levels[attribute], asked=True)
 
-    def _task(self, kind: str, attribute: str, paths: list[str], question: str, answer: str) -> dict:
+    def _task(self, kind: str, attribute: str, paths: list[str], question: str, answer: str, asked: bool = False) -> dict:
+        """``asked``: ``question`` already carries its answer instruction."""
         return {"kind": kind, "attribute": attribute, "paths": paths, "answer": answer,
-                "text": answer_prompt(question, self.answer_tag), "target": f"<{self.answer_tag}>{answer}</{self.answer_tag}>"}
+                "text": question if asked else answer_prompt(question, self.answer_tag),
+                "target": f"<{self.answer_tag}>{answer}</{self.answer_tag}>"}
 
     def task_counts(self) -> dict[str, int]:
         """How many indices ask each kind of question (comparisons without a clear partner became attributes)."""

@@ -37,18 +37,13 @@ import torch
 from emorl.data.audio import load_audio
 from emorl.data.batching import Collator, Example
 from emorl.data.corpus import Item
+from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS
 from emorl.data.synthetic import LEVELS, STYLES
 from emorl.emotions import LABEL_SETS, NEUTRAL, wheel_position
 from emorl.prompts import ReasoningStrategy
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTE_QUESTIONS = {
-    "pitch": "How high is the speaker's pitch? Options: {options}.",
-    "speed": "How fast does the speaker talk? Options: {options}.",
-    "volume": "How loud is the speaker's voice? Options: {options}.",
-    "intonation": "How lively is the speaker's intonation? Options: {options}.",
-}
 WORD_QUESTION = "Which of these words did the speaker say? Options: {options}."
 TOPIC_QUESTION = "Which topic does the speaker talk about? Options: {options}."
 VOICE_QUESTION = "Which voice does the speaker have? Options: {options}."

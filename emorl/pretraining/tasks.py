@@ -49,10 +49,9 @@ import numpy as np
 from emorl.acoustics import LEVEL_NAMES, describe
 from emorl.data.batching import DESCRIPTION_TASKS, Example
 from emorl.data.corpus import Item
-from emorl.data.prosody_tasks import COMPARISON_PROMPTS, MARGINS, ORDER, contrast
+from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS, COMPARISON_PROMPTS, MARGINS, ORDER, contrast
 from emorl.emotions import LABEL_SETS, NEUTRAL, wheel_position
 from emorl.models.warmstart import (
-    ATTRIBUTE_QUESTIONS,
     EMOTION_QUESTIONS,
     POSITION_QUESTION,
     POSITIONS,

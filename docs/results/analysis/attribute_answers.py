@@ -23,9 +23,9 @@ from emorl import rollout
 from emorl.acoustics import LEVEL_NAMES, ProsodyNorms, measure_items
 from emorl.data.audio import load_audio
 from emorl.data.batching import Collator, Example
+from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS
 from emorl.data.synthetic import SyntheticCorpus
 from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
-from emorl.models.warmstart import ATTRIBUTE_QUESTIONS
 from emorl.pretraining.tasks import DESCRIBE_QUESTION
 from emorl.prompts import get_strategy
 from emorl.rewards.grounding import prosody_claims
