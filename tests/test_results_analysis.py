@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -31,3 +33,59 @@ def test_answers_by_key_word_breaks_a_class_down_by_the_word_its_clips_carry(tmp
     assert "n=  3" in delighted and "surprise 0.67, joy 0.33" in delighted
     glad = next(line for line in lines if line.strip().startswith("glad"))
     assert "n=  1" in glad and "joy 1.00" in glad
+
+
+def esr(transcript: str | None, keywords: str | None, synthesis: str | None, answer: str = "joy") -> dict:
+    parts = [f"<{t}>{v}</{t}>" for t, v in (("transcript", transcript), ("keywords", keywords), ("synthesis", synthesis)) if v]
+    return {"text": f"<think>{''.join(parts)}</think><answer>{answer}</answer>"}
+
+
+def load_esr_sections():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("esr_sections", ROOT / "docs/results/analysis/esr_sections.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CORPUS_WORDS, PRETRAINING_WORDS = {"glad", "vile", "lonely"}, {"elated", "afraid"}
+
+
+@pytest.mark.parametrize("answer, key_word, expected", [
+    # heard and named; the synthesis builds on it
+    (esr("I am so glad", "glad", "glad conveys joy"), "glad", ("right", "the heard key word")),
+    # the transcript holds the key word, the keywords section names another word of it
+    (esr("so glad and lonely", "lonely", "lonely conveys sadness"), "glad", ("heard, another picked", "the heard key word")),
+    # misheard: another emotion word in its place; the synthesis names a word of the pretraining corpus
+    (esr("the letter was lonely", "lonely", "afraid conveys fear"), "vile", ("misheard", "a pretraining-corpus key word")),
+    # right key word, but the synthesis names another word of the answered corpus
+    (esr("this is vile", "vile", "glad conveys joy"), "vile", ("right", "another key word of this corpus")),
+    # a word of neither corpus
+    (esr("this is vile", "vile", "the voice sounds angry"), "vile", ("right", "another word")),
+    # no keywords section, no synthesis
+    (esr("this is vile", None, None), "vile", ("no section", None)),
+])
+def test_esr_sections_says_which_key_word_was_heard_and_what_the_synthesis_names(answer, key_word, expected):
+    assert load_esr_sections().classify(answer, key_word, CORPUS_WORDS, PRETRAINING_WORDS) == expected
+
+
+def test_esr_sections_counts_outcomes_and_accuracy_per_source(tmp_path):
+    corpus, pretraining = tmp_path / "corpus", tmp_path / "pretraining"
+    corpus.mkdir(), pretraining.mkdir()
+    (corpus / "test.jsonl").write_text("\n".join(json.dumps({"path": f"audio/{c}.flac", "meta": {"keywords": [w]}})
+                                                 for c, w in (("a", "glad"), ("b", "vile"), ("c", "vile"))))
+    (pretraining / "train.jsonl").write_text(json.dumps({"path": "audio/p.flac", "meta": {"keywords": ["afraid"]}}))
+    answers = [("a", "joy", "joy", esr("I am so glad", "glad", "glad conveys joy")),
+               ("b", "fear", "fear", esr("so lonely", "lonely", "afraid conveys fear", answer="fear")),
+               ("c", "disgust", "fear", esr("this is vile", "vile", "afraid conveys fear", answer="fear"))]
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("\n".join(json.dumps({"path": f"x/{c}.flac", "label": label, "prediction": said, "text": a["text"]})
+                                     for c, label, said, a in answers))
+    out = subprocess.run([sys.executable, "docs/results/analysis/esr_sections.py", str(predictions), "--corpus", str(corpus),
+                          "--pretraining-corpus", str(pretraining)], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "right 2 (66.7%), misheard 1 (33.3%)" in out
+    heard = next(line for line in out.splitlines() if "the heard key word" in line)
+    pretrained = next(line for line in out.splitlines() if "a pretraining-corpus key word" in line)
+    assert heard.split()[-1] == "1.00" and " 1 " in heard  # one answer, right
+    assert pretrained.split()[-1] == "0.50" and " 2 " in pretrained  # two answers: fear for fear (right), fear for disgust

@@ -1,0 +1,99 @@
+"""Whether an ESR answer's sections build on each other: the key word heard, and the word its synthesis names.
+
+    python docs/results/analysis/esr_sections.py outputs/pretrain/base4/zero_shot/esr/predictions.jsonl \
+        --corpus <cache>/synthetic/<default key> --pretraining-corpus <cache>/synthetic/<pretraining key>
+
+``--corpus``: the folder of the synthetic corpus the answers were given on (its ``test.jsonl`` names each
+clip's sentence and key word); ``--pretraining-corpus``: the embedded base's pretraining corpus (every
+``*.jsonl`` in it: the key words its emotion questions were trained on).  The answers file is an ESR
+evaluation's ``predictions.jsonl`` (``path``, ``label``, ``prediction``, ``text`` per line).
+
+Prints how many ``<keywords>`` sections name the clip's key word, and for those that do not whether the
+``<transcript>`` held it (the word was heard, another picked) or not (misheard); then which word the
+``<synthesis>`` begins with ("<word> conveys <emotion>"): the key word the answer itself heard, a key word of
+the pretraining corpus, another key word of the answered corpus, or another word, with the share of right
+answers after each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+SOURCES = ("the heard key word", "a pretraining-corpus key word", "another key word of this corpus", "another word")
+
+
+def section(text: str, tag: str) -> str | None:
+    """The text inside ``<tag>...</tag>`` of an answer (None where there is none).
+
+    >>> section("<think><keywords>vile</keywords></think>", "keywords"), section("<answer>joy</answer>", "keywords")
+    ('vile', None)
+    """
+    found = re.search(f"<{tag}>(.*?)</{tag}>", text, flags=re.S)
+    return found.group(1).strip() if found else None
+
+
+def classify(answer: Mapping, key_word: str, corpus_words: set[str], pretraining_words: set[str]) -> tuple[str, str | None]:
+    """``(key word outcome, synthesis source)`` of one ESR answer about a clip whose key word is ``key_word``.
+
+    Key word outcome: ``right``, ``heard, another picked`` (the transcript holds it), ``misheard`` or
+    ``no section``; synthesis source: one of :data:`SOURCES` (None without a synthesis).
+    """
+    keywords, transcript, synthesis = (section(answer["text"], t) for t in ("keywords", "transcript", "synthesis"))
+    if keywords is None:
+        outcome = "no section"
+    elif keywords == key_word:
+        outcome = "right"
+    else:
+        outcome = "heard, another picked" if key_word in (transcript or "").split() else "misheard"
+    if not synthesis:
+        return outcome, None
+    first = synthesis.split()[0]
+    if keywords is not None and first == keywords:
+        return outcome, SOURCES[0]
+    if first in pretraining_words:
+        return outcome, SOURCES[1]
+    return outcome, SOURCES[2] if first in corpus_words else SOURCES[3]
+
+
+def key_words(rows: Iterable[Mapping]) -> set[str]:
+    return {w for r in rows for w in r.get("meta", {}).get("keywords", [])}
+
+
+def read_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", help="an ESR evaluation's predictions.jsonl")
+    parser.add_argument("--corpus", required=True, help="the answered synthetic corpus's folder (holds test.jsonl)")
+    parser.add_argument("--pretraining-corpus", required=True, help="the pretraining corpus's folder")
+    args = parser.parse_args()
+    rows = read_rows(Path(args.corpus))
+    by_clip = {Path(r["path"]).name: r for r in rows}
+    corpus_words, pretraining_words = key_words(rows), key_words(read_rows(Path(args.pretraining_corpus)))
+    outcomes, sources, right = Counter(), Counter(), Counter()
+    for line in Path(args.predictions).read_text().splitlines():
+        answer = json.loads(line)
+        row = by_clip[Path(answer["path"]).name]
+        outcome, source = classify(answer, row["meta"]["keywords"][0], corpus_words, pretraining_words)
+        outcomes[outcome] += 1
+        if source is not None:
+            sources[source] += 1
+            right[source] += answer["prediction"] == answer["label"]
+    n = sum(outcomes.values())
+    print(f"{args.predictions}: {n} answers")
+    print("  key words: " + ", ".join(f"{k} {v} ({v / n:.1%})" for k, v in outcomes.most_common()))
+    print("  the synthesis names:")
+    for source in SOURCES:
+        if sources[source]:
+            print(f"    {source:34s} {sources[source]:4d}  right answers {right[source] / sources[source]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
