@@ -13,7 +13,9 @@ from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, TASKS, Clip, PretrainT
 from emorl.prompts import get_strategy
 
 LEXICON = {"furious": ("anger", "disgust"), "glad": ("joy",), "abacus": (), "afraid": ("fear",),
-           "gloomy": ("sadness",), "shocked": ("surprise",), "gross": ("disgust",)}
+           "gloomy": ("sadness",), "shocked": ("surprise",), "gross": ("disgust",),
+           # key words of the clips below: the lexicon knows four of them (one conveys nothing: neutral)
+           "kw0": ("joy",), "kw3": ("anger", "disgust"), "kw101": ("fear",), "kw104": ()}
 WEIGHTS = {name: 1.0 for name in TASKS}
 FORMATS = {"ir": 1.0, "eur": 1.0, "esr": 1.0}
 
@@ -74,6 +76,12 @@ BUILDER_CASES = {
     # the word's meaning: text only, one of the emotions the lexicon gives the word
     "word_meaning": lambda ex: ex.audio == [] and ex.item is None and any(
         wheel_position(answer(ex)) == wheel_position(e) for e in LEXICON[_word_of(ex)] or ("neutral",)),
+    # the heard key word's meaning: a clip whose key word the lexicon holds, answered with an emotion the lexicon
+    # gives that word (not the clip's label: kw0's clip is neutral, its word conveys joy), no other of them an option
+    "heard_meaning": lambda ex: by_path(ex.item.path).keyword in LEXICON
+    and wheel_position(answer(ex)) in {wheel_position(e) for e in LEXICON[by_path(ex.item.path).keyword] or ("neutral",)}
+    and not ({wheel_position(o) for o in ex.options if o != answer(ex)}
+             & {wheel_position(e) for e in LEXICON[by_path(ex.item.path).keyword]}),
     # position: the option listed where the question says
     "position": lambda ex: answer(ex) == {"first": ex.options[0], "second": ex.options[1], "last": ex.options[-1]}[
         ex.text.split("listed ")[1].split("?")[0]],
@@ -143,6 +151,23 @@ def test_the_emotion_synthesis_says_what_the_key_word_conveys_as_the_lexicon_tas
         assert synthesis.startswith(c.keyword + " conveys ")
         assert synthesis.endswith(f"the voice sounds {answer(ex)}")
     assert meaning_phrase("abacus", "neutral") == "abacus conveys no emotion"
+
+
+def test_the_heard_meaning_synthesis_names_the_word_heard():
+    esr = get_strategy("esr")
+    made = draws(only("heard_meaning", formats={"esr": 1.0}), 40)
+    for ex in made:
+        c = by_path(ex.item.path)
+        parts = esr.reasoning_parts(ex.target)
+        assert parts["keywords"] == c.keyword and parts["synthesis"] == meaning_phrase(c.keyword, answer(ex))
+    # both corpora's clips are asked, each of the four the lexicon knows
+    assert {ex.item.path for ex in made} == {c.item.path for c in CLIPS if c.keyword in LEXICON}
+
+
+def test_heard_meaning_needs_a_clip_whose_key_word_the_lexicon_holds():
+    unknown = [c for c in CLIPS if c.keyword not in LEXICON]
+    with pytest.raises(ValueError, match="heard_meaning > 0 needs clips whose key word the lexicon holds"):
+        only("heard_meaning", clips=unknown)
 
 
 def test_no_experiment_clip_is_ever_asked_its_emotion():

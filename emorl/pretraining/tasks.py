@@ -16,6 +16,7 @@ task               what it asks                                                 
 ``describe``       the measured levels of every attribute, in words                        both
 ``compare``        which of two clips is higher, faster, louder, livelier (measured)       both
 ``word_meaning``   the emotion a word or sentence conveys (a published lexicon; no audio)  none
+``heard_meaning``  the emotion the lexicon gives the key word the speaker says             both
 ``emotion``        the emotion of a clip, several corpora's label names                    pretrain
 ``position``       which option is listed first / second / last                            both
 ``synonym``        which option names the same emotion as a given name                     both
@@ -26,7 +27,11 @@ task               what it asks                                                 
 corpus is ever a target (:meth:`PretrainTasks.check_clip` refuses otherwise).  Validation and test
 clips never enter: the builder refuses clips of any split but ``train``.
 
-Questions about a clip whose answer is an emotion name (``emotion``, ``position``, ``synonym``) are
+``heard_meaning`` composes two skills on one clip: hear the key word, say what the lexicon gives it (never the
+clip's emotion label; clips whose key word the lexicon lacks are not asked).  Its ESR synthesis names the word
+heard, as the emotion question's does for pretraining-corpus clips.
+
+Questions about a clip whose answer is an emotion name (``emotion``, ``heard_meaning``, ``position``, ``synonym``) are
 answered in IR, EUR or ESR (``pretrain.formats``); an ESR answer's sections hold *that clip's own*
 transcript, key words and measured prosody before the task's conclusion, so the structured reasoning
 the emotion question later needs is conditioned on the audio.  Questions answered with another word
@@ -76,6 +81,7 @@ WORD_MEANING_QUESTIONS = (
 #: Sentence frames for a lexicon word (text only; none is a sentence of any corpus).
 SENTENCE_FRAMES = ("i feel {word}", "it was all so {word}", "what a {word} thing", "they call it {word}")
 SENTENCE_QUESTION = "Which emotion does the sentence '{sentence}' convey? Options: {options}."
+HEARD_MEANING_QUESTION = "Which emotion does the key word the speaker says convey? Options: {options}."
 TRANSCRIBE_QUESTION = DESCRIPTION_TASKS["transcript"]
 DESCRIBE_QUESTION = DESCRIPTION_TASKS["prosody"]
 COMPARE_OPTIONS = " Options: first, second."
@@ -160,6 +166,10 @@ class PretrainTasks:
         self.conveys = {w: conveyed(tuple(e)) for w, e in lexicon.items()}
         if float(weights.get("word_meaning", 0)) > 0 and not self.lexicon:
             raise ValueError("pretrain.tasks.word_meaning > 0 needs a non-empty lexicon")
+        self.lexicon_clips = [c for c in self.clips if c.keyword in self.conveys]  # key words the lexicon knows
+        if float(weights.get("heard_meaning", 0)) > 0 and not self.lexicon_clips:
+            raise ValueError("pretrain.tasks.heard_meaning > 0 needs clips whose key word the lexicon holds "
+                             f"(none of {len(self.clips)} clips' key words is in it)")
 
     @staticmethod
     def check_clip(clip: Clip) -> None:
@@ -315,6 +325,18 @@ def meaning_phrase(word: str, emotion: str) -> str:
     return f"{word} conveys no emotion" if wheel_position(emotion) == NEUTRAL else f"{word} conveys {emotion}"
 
 
+def heard_meaning(tasks: PretrainTasks, rng) -> Example:
+    """What the key word a clip's speaker says conveys, by the lexicon (either corpus; never the clip's label)."""
+    clip = tasks.clip(rng, tasks.lexicon_clips)
+    conveys = tasks.conveys[clip.keyword]
+    point = conveys[int(rng.integers(len(conveys)))]
+    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(point, v)]
+    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
+    answer = vocabulary_name(point, vocabulary)
+    options = tasks.label_options(rng, answer, vocabulary, exclude=conveys)
+    return tasks.render(rng, clip, HEARD_MEANING_QUESTION, options, answer, meaning_phrase(clip.keyword, answer))
+
+
 def emotion(tasks: PretrainTasks, rng) -> Example:
     """The emotion of a pretraining-corpus clip, in one corpus's label names."""
     clip = tasks.clip(rng, tasks.pretrain_clips)
@@ -364,6 +386,7 @@ TASKS: dict[str, Callable[[PretrainTasks, np.random.Generator], Example]] = {
     "describe": describe_prosody,
     "compare": compare,
     "word_meaning": word_meaning,
+    "heard_meaning": heard_meaning,
     "emotion": emotion,
     "position": position,
     "synonym": synonym,
