@@ -217,6 +217,13 @@ class PretrainTasks:
         audio = self.audio(clip.item.path) if clip else []
         return Example(audio=audio, text=text, label=answer, target=target, item=clip.item if clip else None)
 
+    def named(self, rng: np.random.Generator, point: str, exclude: Sequence[str] = ()) -> tuple[str, list[str]]:
+        """``point``'s name in a drawn vocabulary that has one, and that vocabulary's options (:meth:`label_options`)."""
+        vocabularies = [v for v in self.vocabularies if vocabulary_name(point, v)]
+        vocabulary = vocabularies[int(rng.integers(len(vocabularies)))]
+        answer = vocabulary_name(point, vocabulary)
+        return answer, self.label_options(rng, answer, vocabulary, exclude=exclude)
+
     def label_options(self, rng: np.random.Generator, answer: str, vocabulary: Sequence[str],
                       exclude: Sequence[str] = ()) -> list[str]:
         """``answer`` and 2 or more other names of ``vocabulary`` (none of ``exclude``'s points), shuffled."""
@@ -299,10 +306,7 @@ def word_meaning(tasks: PretrainTasks, rng) -> Example:
     point = points[int(rng.integers(len(points)))]
     words = tasks.lexicon[point]
     word = words[int(rng.integers(len(words)))]
-    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(point, v)]
-    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
-    answer = vocabulary_name(point, vocabulary)
-    options = tasks.label_options(rng, answer, vocabulary, exclude=tasks.conveys[word])
+    answer, options = tasks.named(rng, point, exclude=tasks.conveys[word])
     if rng.random() < 0.5:
         question = WORD_MEANING_QUESTIONS[int(rng.integers(len(WORD_MEANING_QUESTIONS)))].replace("{word}", word)
     else:
@@ -329,11 +333,7 @@ def heard_meaning(tasks: PretrainTasks, rng) -> Example:
     """What the key word a clip's speaker says conveys, by the lexicon (either corpus; never the clip's label)."""
     clip = tasks.clip(rng, tasks.lexicon_clips)
     conveys = tasks.conveys[clip.keyword]
-    point = conveys[int(rng.integers(len(conveys)))]
-    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(point, v)]
-    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
-    answer = vocabulary_name(point, vocabulary)
-    options = tasks.label_options(rng, answer, vocabulary, exclude=conveys)
+    answer, options = tasks.named(rng, conveys[int(rng.integers(len(conveys)))], exclude=conveys)
     return tasks.render(rng, clip, HEARD_MEANING_QUESTION, options, answer, meaning_phrase(clip.keyword, answer))
 
 
@@ -368,10 +368,7 @@ def synonym(tasks: PretrainTasks, rng) -> Example:
     point = tasks.points[int(rng.integers(len(tasks.points)))]
     names = emotion_names(point)
     name = names[int(rng.integers(len(names)))]
-    vocabulary = [v for v in tasks.vocabularies if vocabulary_name(point, v)]
-    vocabulary = vocabulary[int(rng.integers(len(vocabulary)))]
-    answer = vocabulary_name(point, vocabulary)
-    options = tasks.label_options(rng, answer, vocabulary)
+    answer, options = tasks.named(rng, point)
     return tasks.render(rng, clip, SYNONYM_QUESTION.replace("{name}", name), options, answer,
                         f"{name} and {answer} name the same emotion")
 
