@@ -140,21 +140,21 @@ class ProsodyQuestions(torch.utils.data.Dataset):
                 other = self.items[j]
                 pair = [item, other] if rng.random() < 0.5 else [other, item]
                 more = contrast(attribute, self.measurements[pair[0].path], self.measurements[pair[1].path]) > 0
-                return self._task("comparison", attribute, [p.path for p in pair],
-                                  f"{COMPARISON_PROMPTS[attribute]} Options: first, second.", ORDER[0] if more else ORDER[1])
+                question = f"{COMPARISON_PROMPTS[attribute]} Options: first, second."
+                return self._task("comparison", attribute, [p.path for p in pair], answer_prompt(question, self.answer_tag),
+                                  ORDER[0] if more else ORDER[1])
         levels = self.levels[item.path]
         measured = sorted(a for a in ATTRIBUTE_QUESTIONS if a in levels)
         if not measured:
             raise ValueError(f"{item.path}: no prosodic attribute could be measured (no voiced frames?)")
         attribute = rng.choice(measured)
         options = list(LEVEL_NAMES[attribute])[:: 1 if rng.random() < 0.5 else -1]  # the levels' order, either way
-        question = get_strategy("ir", answer_tag=self.answer_tag).prompt(options, question=ATTRIBUTE_QUESTIONS[attribute])
-        return self._task("attribute", attribute, [item.path], question, levels[attribute], asked=True)
+        text = get_strategy("ir", answer_tag=self.answer_tag).prompt(options, question=ATTRIBUTE_QUESTIONS[attribute])
+        return self._task("attribute", attribute, [item.path], text, levels[attribute])
 
-    def _task(self, kind: str, attribute: str, paths: list[str], question: str, answer: str, asked: bool = False) -> dict:
-        """``asked``: ``question`` already carries its answer instruction."""
-        return {"kind": kind, "attribute": attribute, "paths": paths, "answer": answer,
-                "text": question if asked else answer_prompt(question, self.answer_tag),
+    def _task(self, kind: str, attribute: str, paths: list[str], text: str, answer: str) -> dict:
+        """``text``: the question with its answer instruction."""
+        return {"kind": kind, "attribute": attribute, "paths": paths, "answer": answer, "text": text,
                 "target": f"<{self.answer_tag}>{answer}</{self.answer_tag}>"}
 
     def task_counts(self) -> dict[str, int]:
