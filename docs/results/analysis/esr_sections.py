@@ -19,22 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from emorl.prompts import get_strategy
+
 SOURCES = ("the heard key word", "a pretraining-corpus key word", "another key word of this corpus", "another word")
-
-
-def section(text: str, tag: str) -> str | None:
-    """The text inside ``<tag>...</tag>`` of an answer (None where there is none).
-
-    >>> section("<think><keywords>vile</keywords></think>", "keywords"), section("<answer>joy</answer>", "keywords")
-    ('vile', None)
-    """
-    found = re.search(f"<{tag}>(.*?)</{tag}>", text, flags=re.S)
-    return found.group(1).strip() if found else None
+ESR = get_strategy("esr")
 
 
 def classify(answer: Mapping, key_word: str, corpus_words: set[str], pretraining_words: set[str]) -> tuple[str, str | None]:
@@ -43,7 +35,8 @@ def classify(answer: Mapping, key_word: str, corpus_words: set[str], pretraining
     Key word outcome: ``right``, ``heard, another picked`` (the transcript holds it), ``misheard`` or
     ``no section``; synthesis source: one of :data:`SOURCES` (None without a synthesis).
     """
-    keywords, transcript, synthesis = (section(answer["text"], t) for t in ("keywords", "transcript", "synthesis"))
+    parts = ESR.reasoning_parts(answer["text"])
+    keywords, transcript, synthesis = (parts.get(t) for t in ("keywords", "transcript", "synthesis"))
     if keywords is None:
         outcome = "no section"
     elif keywords == key_word:
