@@ -50,6 +50,7 @@ def load_esr_sections():
 
 
 CORPUS_WORDS, PRETRAINING_WORDS = {"glad", "vile", "lonely"}, {"elated", "afraid"}
+PRETRAINING_ONLY = {"elated", "afraid", "we", "were", "concert"}  # words only the pretraining corpus's sentences say
 
 
 @pytest.mark.parametrize("answer, key_word, expected", [
@@ -57,8 +58,11 @@ CORPUS_WORDS, PRETRAINING_WORDS = {"glad", "vile", "lonely"}, {"elated", "afraid
     (esr("I am so glad", "glad", "glad conveys joy"), "glad", ("right", "the heard key word")),
     # the transcript holds the key word, the keywords section names another word of it
     (esr("so glad and lonely", "lonely", "lonely conveys sadness"), "glad", ("heard, another picked", "the heard key word")),
-    # misheard: another emotion word in its place; the synthesis names a word of the pretraining corpus
-    (esr("the letter was lonely", "lonely", "afraid conveys fear"), "vile", ("misheard", "a pretraining-corpus key word")),
+    # misheard: another emotion word of this corpus in its place; the synthesis names a word of the pretraining corpus
+    (esr("the letter was lonely", "lonely", "afraid conveys fear"), "vile", ("misheard, this corpus's words", "a pretraining-corpus key word")),
+    # misheard as a sentence of the pretraining corpus (it says words only that corpus says)
+    (esr("we were elated when the concert started", "elated", "elated conveys joy"), "vile",
+     ("misheard, pretraining-corpus words", "the heard key word")),
     # right key word, but the synthesis names another word of the answered corpus
     (esr("this is vile", "vile", "glad conveys joy"), "vile", ("right", "another key word of this corpus")),
     # a word of neither corpus
@@ -67,7 +71,7 @@ CORPUS_WORDS, PRETRAINING_WORDS = {"glad", "vile", "lonely"}, {"elated", "afraid
     (esr("this is vile", None, None), "vile", ("no section", None)),
 ])
 def test_esr_sections_says_which_key_word_was_heard_and_what_the_synthesis_names(answer, key_word, expected):
-    assert load_esr_sections().classify(answer, key_word, CORPUS_WORDS, PRETRAINING_WORDS) == expected
+    assert load_esr_sections().classify(answer, key_word, CORPUS_WORDS, PRETRAINING_WORDS, PRETRAINING_ONLY) == expected
 
 
 def test_esr_sections_counts_outcomes_and_accuracy_per_source(tmp_path):
@@ -75,16 +79,17 @@ def test_esr_sections_counts_outcomes_and_accuracy_per_source(tmp_path):
     corpus.mkdir(), pretraining.mkdir()
     (corpus / "test.jsonl").write_text("\n".join(json.dumps({"path": f"audio/{c}.flac", "meta": {"keywords": [w]}})
                                                  for c, w in (("a", "glad"), ("b", "vile"), ("c", "vile"))))
-    (pretraining / "train.jsonl").write_text(json.dumps({"path": "audio/p.flac", "meta": {"keywords": ["afraid"]}}))
+    (pretraining / "train.jsonl").write_text(json.dumps({"path": "audio/p.flac", "transcript": "we were afraid",
+                                                        "meta": {"keywords": ["afraid"]}}))
     answers = [("a", "joy", "joy", esr("I am so glad", "glad", "glad conveys joy")),
-               ("b", "fear", "fear", esr("so lonely", "lonely", "afraid conveys fear", answer="fear")),
+               ("b", "fear", "fear", esr("we were lonely", "lonely", "afraid conveys fear", answer="fear")),
                ("c", "disgust", "fear", esr("this is vile", "vile", "afraid conveys fear", answer="fear"))]
     predictions = tmp_path / "predictions.jsonl"
     predictions.write_text("\n".join(json.dumps({"path": f"x/{c}.flac", "label": label, "prediction": said, "text": a["text"]})
                                      for c, label, said, a in answers))
     out = subprocess.run([sys.executable, "docs/results/analysis/esr_sections.py", str(predictions), "--corpus", str(corpus),
                           "--pretraining-corpus", str(pretraining)], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "right 2 (66.7%), misheard 1 (33.3%)" in out
+    assert "right 2 (66.7%), misheard, pretraining-corpus words 1 (33.3%)" in out  # "we were" only the pretraining corpus says
     heard = next(line for line in out.splitlines() if "the heard key word" in line)
     pretrained = next(line for line in out.splitlines() if "a pretraining-corpus key word" in line)
     assert heard.split()[-1] == "1.00" and " 1 " in heard  # one answer, right

@@ -9,7 +9,9 @@ clip's sentence and key word); ``--pretraining-corpus``: the embedded base's pre
 evaluation's ``predictions.jsonl`` (``path``, ``label``, ``prediction``, ``text`` per line).
 
 Prints how many ``<keywords>`` sections name the clip's key word, and for those that do not whether the
-``<transcript>`` held it (the word was heard, another picked) or not (misheard); then which word the
+``<transcript>`` held it (the word was heard, another picked) or not (misheard), and whether a misheard
+transcript says words that only the pretraining corpus's sentences say (the base wrote a sentence it was
+pretrained on instead of the one it heard) or only this corpus's words; then which word the
 ``<synthesis>`` begins with ("<word> conveys <emotion>"): the key word the answer itself heard, a key word of
 the pretraining corpus, another key word of the answered corpus, or another word, with the share of right
 answers after each.
@@ -29,11 +31,15 @@ SOURCES = ("the heard key word", "a pretraining-corpus key word", "another key w
 ESR = get_strategy("esr")
 
 
-def classify(answer: Mapping, key_word: str, corpus_words: set[str], pretraining_words: set[str]) -> tuple[str, str | None]:
+def classify(answer: Mapping, key_word: str, corpus_words: set[str], pretraining_words: set[str],
+             pretraining_only: set[str]) -> tuple[str, str | None]:
     """``(key word outcome, synthesis source)`` of one ESR answer about a clip whose key word is ``key_word``.
 
-    Key word outcome: ``right``, ``heard, another picked`` (the transcript holds it), ``misheard`` or
-    ``no section``; synthesis source: one of :data:`SOURCES` (None without a synthesis).
+    ``corpus_words`` / ``pretraining_words``: the key words of the answered / the pretraining corpus;
+    ``pretraining_only``: the words the pretraining corpus's sentences say and the answered corpus's never do.
+    Key word outcome: ``right``, ``heard, another picked`` (the transcript holds it), ``misheard,
+    pretraining-corpus words`` (the transcript says a word of ``pretraining_only``), ``misheard, this
+    corpus's words`` or ``no section``; synthesis source: one of :data:`SOURCES` (None without a synthesis).
     """
     parts = ESR.reasoning_parts(answer["text"])
     keywords, transcript, synthesis = (parts.get(t) for t in ("keywords", "transcript", "synthesis"))
@@ -42,7 +48,11 @@ def classify(answer: Mapping, key_word: str, corpus_words: set[str], pretraining
     elif keywords == key_word:
         outcome = "right"
     else:
-        outcome = "heard, another picked" if key_word in (transcript or "").split() else "misheard"
+        said = (transcript or "").lower().split()
+        if key_word in said:
+            outcome = "heard, another picked"
+        else:
+            outcome = "misheard, " + ("pretraining-corpus words" if pretraining_only.intersection(said) else "this corpus's words")
     if not synthesis:
         return outcome, None
     first = synthesis.split()[0]
@@ -57,6 +67,10 @@ def key_words(rows: Iterable[Mapping]) -> set[str]:
     return {w for r in rows for w in r.get("meta", {}).get("keywords", [])}
 
 
+def sentence_words(rows: Iterable[Mapping]) -> set[str]:
+    return {w for r in rows for w in (r.get("transcript") or "").lower().split()}
+
+
 def read_rows(folder: Path) -> list[dict]:
     return [json.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_text().splitlines() if line]
 
@@ -67,14 +81,15 @@ def main() -> None:
     parser.add_argument("--corpus", required=True, help="the answered synthetic corpus's folder (holds test.jsonl)")
     parser.add_argument("--pretraining-corpus", required=True, help="the pretraining corpus's folder")
     args = parser.parse_args()
-    rows = read_rows(Path(args.corpus))
+    rows, pretraining_rows = read_rows(Path(args.corpus)), read_rows(Path(args.pretraining_corpus))
     by_clip = {Path(r["path"]).name: r for r in rows}
-    corpus_words, pretraining_words = key_words(rows), key_words(read_rows(Path(args.pretraining_corpus)))
+    corpus_words, pretraining_words = key_words(rows), key_words(pretraining_rows)
+    pretraining_only = sentence_words(pretraining_rows) - sentence_words(rows)
     outcomes, sources, right = Counter(), Counter(), Counter()
     for line in Path(args.predictions).read_text().splitlines():
         answer = json.loads(line)
         row = by_clip[Path(answer["path"]).name]
-        outcome, source = classify(answer, row["meta"]["keywords"][0], corpus_words, pretraining_words)
+        outcome, source = classify(answer, row["meta"]["keywords"][0], corpus_words, pretraining_words, pretraining_only)
         outcomes[outcome] += 1
         if source is not None:
             sources[source] += 1
