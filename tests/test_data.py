@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -72,7 +73,6 @@ def test_manifest_label_outside_the_set_names_file_and_line(tmp_path, small_corp
 
 
 def test_bad_audio_in_a_split_stops_before_training(tmp_path, small_corpus):
-    from dataclasses import replace
 
     items = small_corpus.items("val")
     broken = tmp_path / "broken.flac"
@@ -131,6 +131,21 @@ def test_pretraining_and_heldout_corpora_share_no_sentence_word_or_voice_with_th
     assert not set(STYLES["pretrain"].voices) & set(STYLES["heldout"].voices)
 
 
+def test_the_many_voices_pretraining_style_shares_no_voice_variant_or_accent_with_the_evaluated_corpora():
+    """Its voices are new to the base *and* to the corpora it is tested on: no variant of the default corpus
+    (whose test speakers are drawn from all of its voices) or the held-out one in any accent, no held-out accent."""
+    from emorl.data.synthetic import STYLES
+
+    wide, pretrain = STYLES["pretrain_voices"], STYLES["pretrain"]
+    variant, accent = (lambda v: v.split("+")[1]), (lambda v: v.split("+")[0])  # noqa: E731
+    assert {variant(v) for v in wide.voices}.isdisjoint(variant(v) for name in ("default", "heldout") for v in STYLES[name].voices)
+    assert {accent(v) for v in wide.voices}.isdisjoint(accent(v) for v in STYLES["heldout"].voices)
+    assert set(pretrain.voices) < set(wide.voices) and len(wide.voices) >= 3 * len(pretrain.voices)
+    # the same sentences, key words and prosody as the pretraining style: only the speakers change
+    assert replace(wide, voices=pretrain.voices) == pretrain
+    assert {g for g in wide.voices.values()} == {"male", "female"}
+
+
 @pytest.mark.parametrize("style,pull,offset", [
     ("default", 0.0, (0, 0, 0, 0)),      # the class profiles as given
     ("pretrain", 0.3, (-6, 4, -4, 6)),   # less exaggerated (30% toward neutral) and shifted
@@ -177,12 +192,13 @@ def test_every_style_voice_speaks_the_same_audio_in_every_process():
     runs = [subprocess.run([sys.executable, "-c", VOICE_HASHES], capture_output=True, text=True, timeout=300) for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
     first, second = (dict(line.split() for line in r.stdout.splitlines()) for r in runs)
-    assert len(first) == 64
+    from emorl.data.synthetic import STYLES
+
+    assert set(first) == {v for style in STYLES.values() for v in style.voices}  # every voice of every style spoke
     assert [v for v in first if first[v] != second[v]] == []
 
 
 def test_the_cache_key_follows_the_style_content(tmp_path, monkeypatch):
-    from dataclasses import replace
 
     from emorl.data import synthetic
 

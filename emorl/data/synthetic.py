@@ -62,8 +62,19 @@ TOPICS = ("meeting", "dinner", "trip", "letter", "movie", "weather", "news", "pa
 # eSpeak variants whose audio is the same in every process: f2, f3, f5, Alicia, victor, sandro and the
 # whisper voices add noise that differs from run to run, so a corpus built from them cannot be rebuilt.
 VOICE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f4", "Annie", "Andrea", "belinda")
-FEMALE_VARIANTS = ("f1", "f4", "Annie", "Andrea", "belinda", "anika", "aunty", "linda", "steph", "steph2", "steph3", "grandma")
+FEMALE_VARIANTS = ("f1", "f4", "Annie", "Andrea", "belinda", "anika", "aunty", "linda", "steph", "steph2", "steph3", "grandma",
+                   "shelby")
 ACCENTS = ("en-us", "en")
+#: The pretraining corpus's voices.
+PRETRAIN_VARIANTS = ("Andy", "michel", "travis", "Denis", "Hugo", "Marco", "antonio", "anika", "aunty", "linda", "steph")
+#: More eSpeak variants for a pretraining corpus of many voices: none is a variant of the default or the held-out
+#: corpus, each gives the same audio in every process, each is male by its measured median pitch (86-132 Hz)
+#: but ``shelby`` (193 Hz).  Variants of other pitch or of a near copy of another's sound were left out.
+MORE_VARIANTS = ("Alex", "Gene", "Gene2", "Jacky", "Mario", "Michael", "Mike", "Reed", "RicishayMax", "Tweaky", "adam",
+                 "boris", "david", "ed", "edward", "gustave", "ian", "iven", "iven3", "john", "kaukovalta", "marcelo",
+                 "max", "mike2", "norbert", "pablo", "paul", "pedro", "quincy", "rob", "robert", "shelby")
+#: English accents neither the default nor the held-out corpus speaks in.
+MORE_ACCENTS = ("en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,7 @@ STYLES: dict[str, CorpusStyle] = {
             "disgust": ("sickened", "repulsed", "appalled", "nauseated", "grossed out"),
             "surprise": ("startled", "speechless", "baffled", "taken aback", "staggered"),
         },
-        voices=_voices(("en-us", "en"), ("Andy", "michel", "travis", "Denis", "Hugo", "Marco", "antonio",
-                                         "anika", "aunty", "linda", "steph")),
+        voices=_voices(ACCENTS, PRETRAIN_VARIANTS),
         pull=0.3,
         offset=(-6.0, 4.0, -4.0, 6.0),
     ),
@@ -148,6 +158,16 @@ STYLES: dict[str, CorpusStyle] = {
         offset=(8.0, -5.0, 5.0, -8.0),
     ),
 }
+
+
+#: ``pretrain_voices``: the pretraining corpus spoken by many more voices (its own and :data:`MORE_VARIANTS`
+#: in the default's two accents, its female voices in three more accents), so that a base learns to hear
+#: words in voices it was not taught on.
+STYLES["pretrain_voices"] = replace(
+    STYLES["pretrain"],
+    voices={**_voices(ACCENTS, PRETRAIN_VARIANTS + MORE_VARIANTS),
+            **_voices(MORE_ACCENTS, tuple(v for v in PRETRAIN_VARIANTS + MORE_VARIANTS if v in FEMALE_VARIANTS))},
+)
 
 
 def get_style(name: str) -> CorpusStyle:
