@@ -77,8 +77,8 @@ def test_esr_sections_says_which_key_word_was_heard_and_what_the_synthesis_names
 def test_esr_sections_counts_outcomes_and_accuracy_per_source(tmp_path):
     corpus, pretraining = tmp_path / "corpus", tmp_path / "pretraining"
     corpus.mkdir(), pretraining.mkdir()
-    (corpus / "test.jsonl").write_text("\n".join(json.dumps({"path": f"audio/{c}.flac", "meta": {"keywords": [w]}})
-                                                 for c, w in (("a", "glad"), ("b", "vile"), ("c", "vile"))))
+    (corpus / "test.jsonl").write_text("\n".join(json.dumps({"path": f"audio/{c}.flac", "speaker": who, "meta": {"keywords": [w]}})
+                                                 for c, w, who in (("a", "glad", "en+m1"), ("b", "vile", "en+f1"), ("c", "vile", "en+m1"))))
     (pretraining / "train.jsonl").write_text(json.dumps({"path": "audio/p.flac", "transcript": "we were afraid",
                                                         "meta": {"keywords": ["afraid"]}}))
     answers = [("a", "joy", "joy", esr("I am so glad", "glad", "glad conveys joy")),
@@ -90,6 +90,7 @@ def test_esr_sections_counts_outcomes_and_accuracy_per_source(tmp_path):
     out = subprocess.run([sys.executable, "docs/results/analysis/esr_sections.py", str(predictions), "--corpus", str(corpus),
                           "--pretraining-corpus", str(pretraining)], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert "right 2 (66.7%), misheard, pretraining-corpus words 1 (33.3%)" in out  # "we were" only the pretraining corpus says
+    assert "key word right by speaker: en+f1 0/1, en+m1 2/2" in out  # the one misheard clip is en+f1's
     heard = next(line for line in out.splitlines() if "the heard key word" in line)
     pretrained = next(line for line in out.splitlines() if "a pretraining-corpus key word" in line)
     assert heard.split()[-1] == "1.00" and " 1 " in heard  # one answer, right

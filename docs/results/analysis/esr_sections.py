@@ -11,7 +11,8 @@ evaluation's ``predictions.jsonl`` (``path``, ``label``, ``prediction``, ``text`
 Prints how many ``<keywords>`` sections name the clip's key word, and for those that do not whether the
 ``<transcript>`` held it (the word was heard, another picked) or not (misheard), and whether a misheard
 transcript says words that only the pretraining corpus's sentences say (the base wrote a sentence it was
-pretrained on instead of the one it heard) or only this corpus's words; then which word the
+pretrained on instead of the one it heard) or only this corpus's words, and the key words named right per
+speaker (an unheard voice the base cannot hear shows here); then which word the
 ``<synthesis>`` begins with ("<word> conveys <emotion>"): the key word the answer itself heard, a key word of
 the pretraining corpus, another key word of the answered corpus, or another word, with the share of right
 answers after each.
@@ -85,18 +86,21 @@ def main() -> None:
     by_clip = {Path(r["path"]).name: r for r in rows}
     corpus_words, pretraining_words = key_words(rows), key_words(pretraining_rows)
     pretraining_only = sentence_words(pretraining_rows) - sentence_words(rows)
-    outcomes, sources, right = Counter(), Counter(), Counter()
+    outcomes, sources, right, clips, heard = Counter(), Counter(), Counter(), Counter(), Counter()
     for line in Path(args.predictions).read_text().splitlines():
         answer = json.loads(line)
         row = by_clip[Path(answer["path"]).name]
         outcome, source = classify(answer, row["meta"]["keywords"][0], corpus_words, pretraining_words, pretraining_only)
         outcomes[outcome] += 1
+        clips[row.get("speaker")] += 1
+        heard[row.get("speaker")] += outcome == "right"
         if source is not None:
             sources[source] += 1
             right[source] += answer["prediction"] == answer["label"]
     n = sum(outcomes.values())
     print(f"{args.predictions}: {n} answers")
     print("  key words: " + ", ".join(f"{k} {v} ({v / n:.1%})" for k, v in outcomes.most_common()))
+    print("  key word right by speaker: " + ", ".join(f"{s} {heard[s]}/{clips[s]}" for s in sorted(clips, key=str)))
     print("  the synthesis names:")
     for source in SOURCES:
         if sources[source]:
