@@ -73,7 +73,6 @@ def test_manifest_label_outside_the_set_names_file_and_line(tmp_path, small_corp
 
 
 def test_bad_audio_in_a_split_stops_before_training(tmp_path, small_corpus):
-
     items = small_corpus.items("val")
     broken = tmp_path / "broken.flac"
     broken.write_bytes(b"not audio at all")
@@ -143,7 +142,7 @@ def test_the_many_voices_pretraining_style_shares_no_voice_variant_or_accent_wit
     assert set(pretrain.voices) < set(wide.voices) and len(wide.voices) >= 3 * len(pretrain.voices)
     # the same sentences, key words and prosody as the pretraining style: only the speakers change
     assert replace(wide, voices=pretrain.voices) == pretrain
-    assert {g for g in wide.voices.values()} == {"male", "female"}
+    assert set(wide.voices.values()) == {"male", "female"}
 
 
 @pytest.mark.parametrize("style,pull,offset", [
@@ -199,7 +198,6 @@ def test_every_style_voice_speaks_the_same_audio_in_every_process():
 
 
 def test_the_cache_key_follows_the_style_content(tmp_path, monkeypatch):
-
     from emorl.data import synthetic
 
     before = SyntheticCorpus(tmp_path, style="pretrain").dir
