@@ -27,14 +27,15 @@ from emorl import CONF_DIR
 log = logging.getLogger(__name__)
 
 
-def pretraining_clips(cfg: DictConfig, cache_dir: Path):
+def pretraining_clips(cfg: DictConfig, cache_dir: Path, lexicon=None):
     """The clips the base hears: the experiment corpus's training split and the pretraining corpus's, with
-    their measured, speaker-relative prosody levels; and the pretraining corpus's validation clips."""
+    their measured, speaker-relative prosody levels, the speech corpus's (when ``pretrain.speech.clips`` > 0; its
+    words from ``lexicon``); and the pretraining corpus's validation clips."""
     from hydra.utils import instantiate
 
     from emorl.acoustics import ProsodyNorms, measure_items
     from emorl.data.synthetic import SyntheticCorpus
-    from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, Clip
+    from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, SPEECH, Clip
 
     experiment = instantiate(cfg.dataset.corpus)
     pretrain_corpus = SyntheticCorpus(cache_dir / "synthetic", **OmegaConf.to_container(cfg.pretrain.corpus))
@@ -49,9 +50,42 @@ def pretraining_clips(cfg: DictConfig, cache_dir: Path):
         norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
         made = [Clip(i, source, norms.levels(measured[i.path], i.speaker), measured[i.path]) for i in items]
         (clips if split == "train" else val).extend(made)
-    log.info("pretraining clips: %d experiment-corpus training clips, %d pretraining-corpus clips, %d validation clips",
-             sum(c.source == EXPERIMENT for c in clips), sum(c.source == PRETRAIN for c in clips), len(val))
+    speech = speech_corpus(cfg.pretrain.speech, cache_dir, experiment, pretrain_corpus, lexicon or {})
+    if speech is not None:  # asked only what was said: no prosody measured
+        clips.extend(Clip(i, SPEECH, {}, {}) for i in speech.items("train"))
+    log.info("pretraining clips: %d experiment-corpus training clips, %d pretraining-corpus clips, %d speech-corpus "
+             "clips, %d validation clips", sum(c.source == EXPERIMENT for c in clips),
+             sum(c.source == PRETRAIN for c in clips), sum(c.source == SPEECH for c in clips), len(val))
     return clips, val
+
+
+def speech_corpus(cfg: DictConfig, cache_dir: Path, experiment, pretrain_corpus, lexicon):
+    """The speech corpus ``pretrain.speech`` asks for (None when ``clips`` is 0): the lexicon's words less every
+    word of the ``exclude`` styles, spoken by the ``voices`` styles' voices and (``experiment_voices``) the
+    experiment corpus's training speakers, less every speaker of a validation or test split of either corpus and
+    every voice of the ``exclude`` styles."""
+    from emorl.data.speech import SpeechCorpus
+    from emorl.data.synthetic import get_style
+
+    if int(cfg.clips) <= 0:
+        return None
+    excluded = [get_style(name) for name in cfg.exclude]
+    banned_words = {w for style in excluded for w in style_words(style)}
+    voices = {v: g for name in cfg.voices for v, g in get_style(name).voices.items()}
+    if cfg.experiment_voices and hasattr(experiment, "style"):  # an eSpeak corpus: its training voices too
+        voices.update({i.speaker: experiment.style.voices[i.speaker] for i in experiment.items("train")})
+    unheard = {i.speaker for corpus in (experiment, pretrain_corpus) for split in ("val", "test")
+               for i in corpus.items(split)}
+    unheard |= {v for style in excluded for v in style.voices}
+    voices = {v: g for v, g in voices.items() if v not in unheard}
+    words = [w for w in lexicon if w not in banned_words]
+    return SpeechCorpus(cache_dir / "speech", words, voices, clips=int(cfg.clips), seed=int(cfg.seed))
+
+
+def style_words(style) -> set[str]:
+    """Every word a corpus style's sentences can hold (its frames, topics and key words), lower case."""
+    texts = [*style.templates, *style.topics, *(w for words in style.keywords.values() for w in words)]
+    return {w.lower() for text in texts for w in text.replace("{kw}", " ").replace("{topic}", " ").split()}
 
 
 def validation_examples(val_clips, n: int, audio, seed: int):
@@ -96,7 +130,7 @@ def _pretrain(cfg: DictConfig) -> dict:
     resume = resume_path(cfg, run_dir / "checkpoints", run_dir / "config_resolved.yaml")
     lexicon = read_lexicon(cfg.pretrain.lexicon.path)  # a missing lexicon stops the build before any work
     (run_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    clips, val_clips = pretraining_clips(cfg, Path(cfg.paths.cache_dir))
+    clips, val_clips = pretraining_clips(cfg, Path(cfg.paths.cache_dir), lexicon)
     audio = _audio_cache()
     tasks, model, processor = _untrained_base(cfg, run_dir, clips, audio, lexicon)
     L.seed_everything(int(cfg.seed), workers=True)
@@ -115,7 +149,8 @@ def _pretrain(cfg: DictConfig) -> dict:
         "train_seconds": round(module.train_seconds, 1),  # every resumption's training steps
         "seconds_this_command": round(time.time() - start, 1),
         "clips": {"experiment_train": sum(c.source == "experiment" for c in clips),
-                  "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips)},
+                  "pretrain_train": sum(c.source == "pretrain" for c in clips), "pretrain_val": len(val_clips),
+                  "speech_train": sum(c.source == "speech" for c in clips)},
         "lexicon_words": len(lexicon),
         "git_commit": commit,
         "validation": module.last_val,

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from emorl.data.checks import check_items
 from emorl.data.corpus import read_manifest
@@ -32,6 +33,18 @@ def test_corpus_is_deterministic_by_seed(tmp_path):
     key = lambda corpus: [(i.transcript, i.speaker, i.meta["pitch"]) for i in corpus.items("train")]
     assert key(a) == key(b)
     assert key(a) != key(c)
+
+
+def test_a_corpus_built_after_other_speech_in_the_same_process_has_the_same_audio(tmp_path):
+    """eSpeak's output depends on what its process synthesized before; a corpus must not: the same settings give
+    the same audio whatever the process built first."""
+    settings = dict(train_per_class=1, val_per_class=1, test_per_class=1, seed=3)
+    first = SyntheticCorpus(tmp_path / "a", **settings).items("all")
+    SyntheticCorpus(tmp_path / "other", **{**settings, "seed": 4}).prepare()  # other speech in between
+    again = SyntheticCorpus(tmp_path / "b", **settings).items("all")
+    assert [i.transcript for i in first] == [i.transcript for i in again]
+    for x, y in zip(first, again, strict=True):
+        assert sf.read(x.path)[0].tobytes() == sf.read(y.path)[0].tobytes(), x.transcript
 
 
 def test_words_and_prosody_carry_emotion_with_a_set_share_of_neutral_or_contradicting_words(tmp_path):
@@ -208,8 +221,6 @@ def test_the_cache_key_follows_the_style_content(tmp_path, monkeypatch):
 
 def test_clips_longer_than_the_model_window_are_counted_per_split(tmp_path, tiny):
     """A 10-minute clip was cut to the model's window (4 s for the tiny model) with nothing said."""
-    import soundfile as sf
-
     from emorl.data.corpora import ManifestCorpus
     from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy

@@ -9,7 +9,7 @@ import torch
 from emorl.acoustics import LEVEL_NAMES
 from emorl.data.corpus import Item
 from emorl.emotions import wheel_position
-from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, TASKS, Clip, PretrainTasks, meaning_phrase
+from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, SPEECH, TASKS, Clip, PretrainTasks, meaning_phrase
 from emorl.prompts import get_strategy
 
 LEXICON = {"furious": ("anger", "disgust"), "glad": ("joy",), "abacus": (), "afraid": ("fear",),
@@ -33,6 +33,9 @@ def clip(k: int, source: str, label: str = "anger", split: str = "train", pitch:
 
 LABELS = ("neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise")
 CLIPS = [clip(k, EXPERIMENT, LABELS[k % 7]) for k in range(14)] + [clip(100 + k, PRETRAIN, LABELS[k % 7]) for k in range(14)]
+# the speech corpus: no label, no key word or topic, no measured prosody
+CLIPS += [Clip(Item(path=f"/speech/train/{k}.flac", label="", speaker=f"v{k}", split="train",
+                    transcript=f"the next word is w{k}"), SPEECH, {}, {}) for k in range(4)]
 
 
 def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None) -> PretrainTasks:
@@ -60,6 +63,8 @@ def by_path(path: str) -> Clip:
 BUILDER_CASES = {
     # speech recognition: the answer is the clip's transcript, word for word
     "transcribe": lambda ex: answer(ex) == ex.item.transcript,
+    # speech corpus: a speech-corpus clip's transcript, word for word
+    "speech": lambda ex: by_path(ex.item.path).source == SPEECH and answer(ex) == ex.item.transcript,
     # key word: the clip's marked key word, listed among the options
     "keyword": lambda ex: answer(ex) == ex.item.meta["keywords"][0] and answer(ex) in ex.options,
     # topic and voice: the clip's own
@@ -205,6 +210,15 @@ def test_emotion_questions_need_the_pretraining_corpus():
         tasks({"emotion": 1.0}, clips=[c for c in CLIPS if c.source == EXPERIMENT])
 
 
+def test_speech_questions_need_the_speech_corpus_and_its_clips_are_asked_nothing_else():
+    with pytest.raises(ValueError, match=r"pretrain.tasks.speech > 0 needs clips of the speech corpus"):
+        tasks({"speech": 1.0}, clips=[c for c in CLIPS if c.source != SPEECH])
+    with pytest.raises(ValueError, match="needs clips of the experiment or the pretraining corpus"):
+        tasks({"speech": 1.0}, clips=[c for c in CLIPS if c.source == SPEECH])
+    asked = [ex for ex in draws(tasks(), 600) if ex.item is not None and ex.item.path.startswith("/speech/")]
+    assert asked and {ex.task for ex in asked} == {"speech"}
+
+
 def test_the_lexicon_file_is_read_as_words_and_the_label_sets_emotions(tmp_path):
     from emorl.pretraining.lexicon import read_lexicon
 
@@ -334,7 +348,7 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     out, _ = launch_pretrain(straight, cache_dir).communicate(timeout=600)
     summary = json.loads((straight / "pretrain.json").read_text())
     assert summary["steps"] == 6 and summary["examples"] == 18, out[-2000:]
-    assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7}
+    assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7, "speech_train": 0}
     assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy"}
 
     signal_once_written(launch_pretrain(killed, cache_dir), killed / "checkpoints" / "last.ckpt", signal.SIGKILL)  # no grace: 6 steps

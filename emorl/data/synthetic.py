@@ -24,7 +24,7 @@ import soundfile as sf
 
 from emorl.data.audio import SAMPLE_RATE, to_mono_16k
 from emorl.data.corpus import SPLITS, Item, fingerprint, read_manifest, write_manifest
-from emorl.data.tts import Espeak, Prosody
+from emorl.data.tts import Espeak, Prosody, in_fresh_process
 from emorl.emotions import label_set
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class SyntheticCorpus:
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "audio").mkdir(parents=True)
         log.info("generating the synthetic corpus into %s", self.dir)
-        for split, items in self._generate(tmp).items():
+        for split, items in in_fresh_process(self._generate, tmp).items():  # eSpeak's audio follows its history
             write_manifest(items, tmp / f"{split}.jsonl")
         (tmp / "done").write_text("ok\n")
         try:

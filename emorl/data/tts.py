@@ -2,12 +2,20 @@
 
 Driven through ctypes: no system package, no network.  One synthesiser per process; the
 library is not thread-safe, so calls are serialised by a lock.
+
+eSpeak's output depends on what its process synthesized before (the same sentence and voice, spoken
+twice in a row, differ in a few samples; ``espeak_Terminate`` does not reset it), though the same
+sequence of utterances gives the same audio in every process.  So a corpus is synthesized in a process
+of its own (:func:`in_fresh_process`): its audio is a function of its settings, whatever ran before.
 """
 
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,3 +77,11 @@ class Espeak:
                 raise RuntimeError(f"eSpeak produced no audio for {text!r}")
             wav = np.concatenate(self._chunks).astype(np.float32) / 32768.0
         return wav
+
+
+def in_fresh_process(fn: Callable, *args):
+    """``fn(*args)`` run in a new (spawned) process, its result returned and its error raised here.
+
+    ``fn`` and ``args`` must be picklable (a module-level function, an object's method)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()

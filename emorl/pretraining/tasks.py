@@ -9,6 +9,7 @@ base gets one in miniature.  Every builder turns a random draw into one supervis
 task               what it asks                                                            clips
 =================  ======================================================================  =========
 ``transcribe``     what the speaker says (speech recognition)                              both
+``speech``         what the speaker says, of many sentences and voices                     speech
 ``keyword``        which of these words the speaker said                                   both
 ``topic``          which topic the sentence is about                                       both
 ``voice``          male or female voice                                                    both
@@ -22,7 +23,8 @@ task               what it asks                                                 
 ``synonym``        which option names the same emotion as a given name                     both
 =================  ======================================================================  =========
 
-"both" means the experiment corpus's **training** clips and the pretraining corpus's clips;
+"both" means the experiment corpus's **training** clips and the pretraining corpus's clips; "speech" the clips
+of :class:`emorl.data.speech.SpeechCorpus` (no emotion label; asked nothing but what was said);
 ``emotion`` questions are asked about the pretraining corpus only, so no label of the experiment
 corpus is ever a target (:meth:`PretrainTasks.check_clip` refuses otherwise).  Validation and test
 clips never enter: the builder refuses clips of any split but ``train``.
@@ -71,8 +73,8 @@ from emorl.pretraining.lexicon import EMOTIONS, conveyed
 from emorl.prompts import ReasoningStrategy, get_strategy
 
 #: Where a pretraining clip comes from: the experiment corpus (training split: never asked its
-#: emotion) or the pretraining corpus (asked everything).
-EXPERIMENT, PRETRAIN = "experiment", "pretrain"
+#: emotion), the pretraining corpus (asked everything) or the speech corpus (asked only what was said).
+EXPERIMENT, PRETRAIN, SPEECH = "experiment", "pretrain", "speech"
 
 WORD_MEANING_QUESTIONS = (
     "Which emotion does the word {word} convey? Options: {options}.",
@@ -143,8 +145,13 @@ class PretrainTasks:
         self.names, self.p = _distribution(weights, "pretrain.tasks")
         for clip in clips:
             self.check_clip(clip)
-        self.clips = list(clips)
+        self.clips = [c for c in clips if c.source != SPEECH]  # what every task but speech asks about
+        self.speech_clips = [c for c in clips if c.source == SPEECH]
         self.pretrain_clips = [c for c in self.clips if c.source == PRETRAIN]
+        if float(weights.get("speech", 0)) > 0 and not self.speech_clips:
+            raise ValueError("pretrain.tasks.speech > 0 needs clips of the speech corpus (pretrain.speech.clips > 0)")
+        if not self.clips:
+            raise ValueError("the pretraining needs clips of the experiment or the pretraining corpus, got none")
         if float(weights.get("emotion", 0)) > 0 and not self.pretrain_clips:
             raise ValueError("pretrain.tasks.emotion > 0 needs clips of the pretraining corpus (pretrain.corpus)")
         self.audio = audio
@@ -177,8 +184,9 @@ class PretrainTasks:
         if clip.item.split != "train":
             raise ValueError(f"{clip.item.path}: a {clip.item.split!r} clip may not enter the pretraining data "
                              "(only training splits do: the base never hears an evaluation clip)")
-        if clip.source not in (EXPERIMENT, PRETRAIN):
-            raise ValueError(f"{clip.item.path}: clip source {clip.source!r} is neither {EXPERIMENT!r} nor {PRETRAIN!r}")
+        if clip.source not in (EXPERIMENT, PRETRAIN, SPEECH):
+            raise ValueError(f"{clip.item.path}: clip source {clip.source!r} is none of {EXPERIMENT!r}, {PRETRAIN!r}, "
+                             f"{SPEECH!r}")
 
     # ------------------------------------------------------------------ draws
     def example(self, index: int, stream: int = 0) -> Example:
@@ -236,6 +244,12 @@ class PretrainTasks:
 # ---------------------------------------------------------------------- builders
 def transcribe(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
+    return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
+
+
+def speech(tasks: PretrainTasks, rng) -> Example:
+    """What the speaker of a speech-corpus clip says (sentences of many frames, many voices)."""
+    clip = tasks.clip(rng, tasks.speech_clips)
     return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
 
 
@@ -376,6 +390,7 @@ def synonym(tasks: PretrainTasks, rng) -> Example:
 #: The mixture's tasks by name (``pretrain.tasks`` weighs them).
 TASKS: dict[str, Callable[[PretrainTasks, np.random.Generator], Example]] = {
     "transcribe": transcribe,
+    "speech": speech,
     "keyword": keyword,
     "topic": topic,
     "voice": voice,
