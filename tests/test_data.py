@@ -47,6 +47,21 @@ def test_a_corpus_built_after_other_speech_in_the_same_process_has_the_same_audi
         assert sf.read(x.path)[0].tobytes() == sf.read(y.path)[0].tobytes(), x.transcript
 
 
+def test_a_fresh_process_returns_the_result_and_raises_the_error_of_the_call(tmp_path):
+    import subprocess
+    import sys
+
+    from emorl.data.tts import in_fresh_process
+
+    assert in_fresh_process(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ValueError, match="invalid literal"):  # the call's own exception, raised here
+        in_fresh_process(int, "seven")
+    script = tmp_path / "unguarded.py"  # a script with no main guard (multiprocessing's spawn would run it again)
+    script.write_text("from emorl.data.tts import in_fresh_process\nprint(in_fresh_process(divmod, 9, 4))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.stdout.strip() == "(2, 1)", run.stderr[-2000:]
+
+
 def test_words_and_prosody_carry_emotion_with_a_set_share_of_neutral_or_contradicting_words(tmp_path):
     corpus = SyntheticCorpus(
         tmp_path, train_per_class=40, val_per_class=1, test_per_class=1, p_neutral_words=0.3, p_contradicting_words=0.2

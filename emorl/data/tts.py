@@ -12,10 +12,13 @@ of its own (:func:`in_fresh_process`): its audio is a function of its settings, 
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
+import pickle
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,8 +83,33 @@ class Espeak:
 
 
 def in_fresh_process(fn: Callable, *args):
-    """``fn(*args)`` run in a new (spawned) process, its result returned and its error raised here.
+    """``fn(*args)`` run in a new Python process; its result returned and its exception raised here.
 
-    ``fn`` and ``args`` must be picklable (a module-level function, an object's method)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    ``fn`` and ``args`` must be picklable (a module-level function, an object's method).  The new process runs
+    ``python -c`` (not multiprocessing's spawn, which imports the caller's ``__main__`` again and so breaks in
+    a script without a main guard)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        call, result = Path(tmp) / "call.pkl", Path(tmp) / "result.pkl"
+        call.write_bytes(pickle.dumps((fn, args)))
+        run = subprocess.run([sys.executable, "-c", _RUN_PICKLED, str(call), str(result)], capture_output=True, text=True)
+        if not result.exists():
+            raise RuntimeError(f"a fresh process running {getattr(fn, '__qualname__', fn)} died (exit status "
+                               f"{run.returncode}): {run.stderr[-3000:]}")
+        ok, value = pickle.loads(result.read_bytes())
+    if not ok:
+        raise value
+    return value
+
+
+#: What :func:`in_fresh_process`'s process runs: unpickle ``(fn, args)``, pickle ``(True, result)`` or
+#: ``(False, exception)``.
+_RUN_PICKLED = """
+import pickle, sys
+fn, args = pickle.load(open(sys.argv[1], "rb"))
+try:
+    out = (True, fn(*args))
+except Exception as err:
+    out = (False, err)
+with open(sys.argv[2], "wb") as f:
+    pickle.dump(out, f)
+"""
