@@ -18,8 +18,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
