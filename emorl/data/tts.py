@@ -107,9 +107,12 @@ _RUN_PICKLED = """
 import pickle, sys
 fn, args = pickle.load(open(sys.argv[1], "rb"))
 try:
-    out = (True, fn(*args))
+    out = pickle.dumps((True, fn(*args)))
 except Exception as err:
-    out = (False, err)
+    try:
+        out = pickle.dumps((False, err))
+    except Exception:  # an exception that does not pickle: its type and message
+        out = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
 with open(sys.argv[2], "wb") as f:
-    pickle.dump(out, f)
+    f.write(out)
 """
