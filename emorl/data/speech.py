@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from emorl.data.audio import SAMPLE_RATE, to_mono_16k
-from emorl.data.corpus import Item, fingerprint, read_manifest, write_manifest
+from emorl.data.corpus import SPLITS, Item, fingerprint, read_manifest, write_manifest
 from emorl.data.tts import Espeak, Prosody, in_fresh_process
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,8 @@ class SpeechCorpus:
 
     def items(self, split: str = "train") -> list[Item]:
         """The clips of ``split``: all of them for ``train`` (and ``all``), none for ``val`` and ``test``."""
-        if split not in ("train", "val", "test", "all"):
-            raise ValueError(f"unknown split {split!r}; valid splits: train, val, test, all")
+        if split not in (*SPLITS, "all"):
+            raise ValueError(f"unknown split {split!r}; valid splits: {[*SPLITS, 'all']}")
         if split in ("val", "test"):
             return []
         self.prepare()
