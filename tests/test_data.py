@@ -62,6 +62,25 @@ def test_a_fresh_process_returns_the_result_and_raises_the_error_of_the_call(tmp
     assert run.stdout.strip() == "(2, 1)", run.stderr[-2000:]
 
 
+def test_a_folder_is_built_once_and_a_failed_move_into_place_is_not_silent(tmp_path):
+    from emorl.data.corpus import build_once
+
+    calls = []
+
+    def build(out):
+        calls.append(out)
+        (out / "data.txt").write_text("x")
+
+    assert (build_once(tmp_path / "c", build) / "data.txt").read_text() == "x"
+    build_once(tmp_path / "c", build)
+    assert len(calls) == 1  # the second call finds it done
+    stale = tmp_path / "stale"  # a half-built folder left by a killed run: the new one cannot take its place
+    stale.mkdir()
+    (stale / "partial.flac").write_text("")
+    with pytest.raises(OSError):
+        build_once(stale, build)
+
+
 def test_words_and_prosody_carry_emotion_with_a_set_share_of_neutral_or_contradicting_words(tmp_path):
     corpus = SyntheticCorpus(
         tmp_path, train_per_class=40, val_per_class=1, test_per_class=1, p_neutral_words=0.3, p_contradicting_words=0.2

@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import random
+import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -210,6 +212,26 @@ def read_manifest(path: Path, labels: tuple[str, ...]) -> list[Item]:
                 raise ValueError(f"{path}:{lineno}: label {item.label!r} is not in the label set {list(labels)}")
             items.append(item)
     return items
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """``target`` built once: ``build(folder)`` fills a new temporary sibling folder, which is marked done and
+    renamed into place.  A later call finds it done; of two processes building it at once, the second to finish
+    drops its copy."""
+    if (target / "done").exists():
+        return target
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build(tmp)
+    (tmp / "done").write_text("ok\n")
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "done").exists():
+            raise
+    return target
 
 
 def fingerprint(config: dict) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from emorl.data.audio import SAMPLE_RATE, to_mono_16k
-from emorl.data.corpus import SPLITS, Item, fingerprint, read_manifest, write_manifest
+from emorl.data.corpus import SPLITS, Item, build_once, fingerprint, read_manifest, write_manifest
 from emorl.data.tts import Espeak, Prosody, in_fresh_process
 
 log = logging.getLogger(__name__)
@@ -121,20 +120,13 @@ class SpeechCorpus:
 
     def prepare(self) -> Path:
         """Generate the corpus once; later calls find it in the cache."""
-        if (self.dir / "done").exists():
-            return self.dir
-        tmp = self.dir.with_name(self.dir.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "audio").mkdir(parents=True)
+        return build_once(self.dir, self._build)
+
+    def _build(self, out: Path) -> None:
+        (out / "audio").mkdir()
         log.info("generating the speech corpus (%d clips, %d voices, %d words) into %s", self.clips, len(self.voices),
                  len(self.words), self.dir)
-        write_manifest(in_fresh_process(self._generate, tmp), tmp / "train.jsonl")  # eSpeak's audio follows its history
-        (tmp / "done").write_text("ok\n")
-        try:
-            tmp.rename(self.dir)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return self.dir
+        write_manifest(in_fresh_process(self._generate, out), out / "train.jsonl")  # eSpeak's audio follows its history
 
     def _generate(self, out: Path) -> list[Item]:
         tts, voices = Espeak(), list(self.voices)

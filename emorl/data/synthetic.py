@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from emorl.data.audio import SAMPLE_RATE, to_mono_16k
-from emorl.data.corpus import SPLITS, Item, fingerprint, read_manifest, write_manifest
+from emorl.data.corpus import SPLITS, Item, build_once, fingerprint, read_manifest, write_manifest
 from emorl.data.tts import Espeak, Prosody, in_fresh_process
 from emorl.emotions import label_set
 
@@ -267,20 +266,13 @@ class SyntheticCorpus:
 
     def prepare(self) -> Path:
         """Generate the corpus once; later calls find it in the cache."""
-        if (self.dir / "done").exists():
-            return self.dir
-        tmp = self.dir.with_name(self.dir.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "audio").mkdir(parents=True)
+        return build_once(self.dir, self._build)
+
+    def _build(self, out: Path) -> None:
+        (out / "audio").mkdir()
         log.info("generating the synthetic corpus into %s", self.dir)
-        for split, items in in_fresh_process(self._generate, tmp).items():  # eSpeak's audio follows its history
-            write_manifest(items, tmp / f"{split}.jsonl")
-        (tmp / "done").write_text("ok\n")
-        try:
-            tmp.rename(self.dir)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return self.dir
+        for split, items in in_fresh_process(self._generate, out).items():  # eSpeak's audio follows its history
+            write_manifest(items, out / f"{split}.jsonl")
 
     # ---------------------------------------------------------------- private
     def _speakers(self, rng: np.random.Generator) -> dict[str, list[str]]:
