@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from emorl.data.checks import check_items
-from emorl.data.corpus import read_manifest
+from emorl.data.corpus import Item, read_built_manifest, read_manifest, write_manifest
 from emorl.data.synthetic import KEYWORDS, SyntheticCorpus, level
 
 
@@ -303,6 +303,22 @@ def test_task_alternation_alternates_emotion_and_description_batches(small_corpu
     assert sum(answers.values()) == 8
     with pytest.raises(ValueError, match="needs algo=sft"):
         EmotionDataModule(small_corpus, get_strategy("ir"), task_alternation=True)
+
+
+def test_a_built_manifest_is_read_from_the_folder_it_is_found_in(tmp_path):
+    """A manifest written where the corpus was built names files there; read from its copy, every clip is the
+    copy's own file, keyed by its place in the copy, and nothing else of the item changes."""
+    built = Item(path="/where/it/was/built/audio/clip_7.wav", label="joy", key="elsewhere/clip_7.wav",
+                 speaker="s1", split="test", transcript="I am glad", meta={"keyword": "glad"})
+    folder = tmp_path / "copy"
+    (folder / "audio").mkdir(parents=True)
+    write_manifest([built], folder / "test.jsonl")
+    (item,) = read_built_manifest(folder, "test", ("joy", "anger"))
+    assert item.path == str(folder / "audio" / "clip_7.wav")
+    assert item.key == "audio/clip_7.wav"
+    assert replace(item, path=built.path, key=built.key) == built
+    with pytest.raises(ValueError, match="label 'joy' is not in the label set"):
+        read_built_manifest(folder, "test", ("anger",))
 
 
 def test_a_moved_corpus_asks_the_same_questions(tmp_path, small_corpus):

@@ -214,6 +214,15 @@ def read_manifest(path: Path, labels: tuple[str, ...]) -> list[Item]:
     return items
 
 
+def read_built_manifest(folder: Path, split: str, labels: tuple[str, ...]) -> list[Item]:
+    """The items of ``<folder>/<split>.jsonl`` of a corpus emorl built, each clip read from ``<folder>/audio/``.
+
+    The manifest names the files where the corpus was built; its copy may be reached by another path (another
+    cache folder, a mount): each clip is read from this folder and keyed by its place in it."""
+    return [replace(item, path=str(folder / "audio" / Path(item.path).name), key=f"audio/{Path(item.path).name}")
+            for item in read_manifest(folder / f"{split}.jsonl", labels)]
+
+
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """``target`` built once: ``build(folder)`` fills a new temporary sibling folder, which is marked done and
     renamed into place.  A later call finds it done; of two processes building it at once, the second to finish

@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from emorl.data.audio import SAMPLE_RATE, to_mono_16k
-from emorl.data.corpus import SPLITS, Item, build_once, fingerprint, read_manifest, write_manifest
+from emorl.data.corpus import SPLITS, Item, build_once, fingerprint, read_built_manifest, write_manifest
 from emorl.data.tts import Espeak, Prosody, in_fresh_process
 
 log = logging.getLogger(__name__)
@@ -115,8 +114,7 @@ class SpeechCorpus:
         if split in ("val", "test"):
             return []
         self.prepare()
-        return [replace(i, path=str(self.dir / "audio" / Path(i.path).name), key=f"audio/{Path(i.path).name}")
-                for i in read_manifest(self.dir / "train.jsonl", self.labels)]
+        return read_built_manifest(self.dir, "train", self.labels)
 
     def prepare(self) -> Path:
         """Generate the corpus once; later calls find it in the cache."""

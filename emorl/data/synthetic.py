@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from emorl.data.audio import SAMPLE_RATE, to_mono_16k
-from emorl.data.corpus import SPLITS, Item, build_once, fingerprint, read_manifest, write_manifest
+from emorl.data.corpus import SPLITS, Item, build_once, fingerprint, read_built_manifest, write_manifest
 from emorl.data.tts import Espeak, Prosody, in_fresh_process
 from emorl.emotions import label_set
 
@@ -259,10 +259,7 @@ class SyntheticCorpus:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid splits: {[*SPLITS, 'all']}")
         self.prepare()
-        # The manifest names the files where the corpus was built; its copy may be reached by another path
-        # (another cache folder, a mount): each clip is read from this folder and keyed by its place in it.
-        return [replace(item, path=str(self.dir / "audio" / Path(item.path).name), key=f"audio/{Path(item.path).name}")
-                for item in read_manifest(self.dir / f"{split}.jsonl", self.labels)]
+        return read_built_manifest(self.dir, split, self.labels)
 
     def prepare(self) -> Path:
         """Generate the corpus once; later calls find it in the cache."""
