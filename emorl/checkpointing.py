@@ -276,6 +276,62 @@ def check_checkpoint_file(path: Path) -> None:
         ) from None
 
 
+def tensor_bytes(tensors) -> int:
+    """Bytes of ``tensors`` (an iterable of tensors) as ``torch.save`` writes them, before any header."""
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+#: What a file takes beyond its tensors' bytes, at most: a share of them (alignment of each tensor in the
+#: archive) and a fixed part (the pickled state around them, a model's config and processor files).
+FILE_SLACK, FILE_HEADER = 1.05, 2**20
+
+
+def checkpoint_bytes(state: int, trainable: int, moments: int = 2) -> int:
+    """The most bytes one checkpoint takes: ``state``, the bytes of what it keeps of the model (trainable weights
+    and buffers), and ``moments`` optimizer copies of the ``trainable`` bytes (AdamW: 2).
+
+    >>> checkpoint_bytes(state=2**20, trainable=2**20) // 2**10   # KiB: 3 MiB of tensors, 5% and 1 MiB more
+    4249
+    """
+    return int(FILE_SLACK * (state + moments * trainable)) + FILE_HEADER
+
+
+def run_bytes(checkpoint: int, export: int) -> int:
+    """The most bytes a training run's files take at one time: three checkpoints of ``checkpoint`` bytes
+    (``best.ckpt``, ``last.ckpt`` and the successor of one of them being written beside it) and the exported
+    model, whose tensors take ``export`` bytes (0 without ``save_model``).
+
+    >>> run_bytes(checkpoint=100, export=0) == 300 + FILE_HEADER
+    True
+    """
+    return 3 * checkpoint + int(FILE_SLACK * export) + FILE_HEADER
+
+
+def check_free_space(folder: Path, needed: int, replaced: int = 0, free: int | None = None) -> None:
+    """Stop before training when ``folder``'s disk cannot hold what the run writes (a full disk kills a run in
+    the middle of writing a checkpoint).  ``replaced``: bytes of files already there that the run overwrites
+    (a resumed run's checkpoints); ``free``: the disk's free bytes (default: asked of the disk)."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free if free is None else free
+    if free + replaced < needed:
+        gib = lambda n: f"{n / 2**30:.2f} GiB"
+        raise OSError(f"{folder}: its disk has {gib(free)} free, and this run writes up to {gib(needed)} of "
+                      f"checkpoints and model{f' ({gib(replaced)} of them replacing files there)' if replaced else ''}; "
+                      "free some space, or run in a folder on a disk with room (hydra.run.dir=...)")
+
+
+def check_room_for_run(module, policy, ckpt_dir: Path, export: bool) -> None:
+    """:func:`check_free_space` for a training run of ``module`` whose checkpoints go to ``ckpt_dir``."""
+    checkpoint = checkpoint_bytes(tensor_bytes(module.checkpointed(module.state_dict()).values()),
+                                  tensor_bytes(p for p in module.parameters() if p.requires_grad))
+    exported = tensor_bytes(policy.state_dict().values()) if export else 0
+    present = sum(f.stat().st_size for name in ("last.ckpt", "best.ckpt")  # a file, or DeepSpeed's folder
+                  for f in [ckpt_dir / name, *(ckpt_dir / name).rglob("*")] if f.is_file())
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    check_free_space(ckpt_dir, run_bytes(checkpoint, exported), replaced=present)
+
+
 def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy, base_path: str) -> None:
     """Save the policy (a peft adapter with LoRA) and processor, with what evaluate/predict need to know.
 

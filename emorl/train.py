@@ -121,12 +121,13 @@ def _build(cfg: DictConfig, run: Prepared):
     from hydra.utils import instantiate
 
     from emorl import builders
-    from emorl.checkpointing import checkpoint_callbacks, use_atomic_checkpoints
+    from emorl.checkpointing import check_room_for_run, checkpoint_callbacks, use_atomic_checkpoints
 
     policy, processor, reference = builders.build_policy(cfg, run.base_path)
     run.datamodule.use_processor(processor)
     module = builders.build_module(cfg, policy, processor, run.strategy, run.labels, run.run_dir, reference=reference,
                                    rewards=run.rewards)
+    check_room_for_run(module, policy, run.run_dir / "checkpoints", export=bool(cfg.save_model))  # before any step
     loggers = builders.build_loggers(cfg, job_type="train")
     callbacks = checkpoint_callbacks(cfg, run.run_dir / "checkpoints")
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=list(callbacks.values()))

@@ -139,9 +139,13 @@ class EmotionModule(L.LightningModule):
         self.recent_train_metrics.clear()
         self.recent_train_metrics.extend(state.get("recent_train_metrics", []))
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
+    def checkpointed(self, state_dict: dict) -> dict:
+        """``state_dict`` less the frozen weights: what a checkpoint keeps of the model."""
         frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+        return {k: v for k, v in state_dict.items() if k not in frozen}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = self.checkpointed(checkpoint["state_dict"])
         checkpoint["emorl"] = self.extra_state()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
