@@ -286,14 +286,25 @@ def tensor_bytes(tensors) -> int:
 FILE_SLACK, FILE_HEADER = 1.05, 2**20
 
 
-def checkpoint_bytes(state: int, trainable: int, moments: int = 2) -> int:
-    """The most bytes one checkpoint takes: ``state``, the bytes of what it keeps of the model (trainable weights
-    and buffers), and ``moments`` optimizer copies of the ``trainable`` bytes (AdamW: 2).
+def optimizer_bytes(parameters) -> int:
+    """The most bytes an Adam-family optimizer keeps for ``parameters`` (the trainable ones): two moments in
+    float32 per weight, and a float32 master copy of a weight of another dtype (DeepSpeed's mixed precision).
 
-    >>> checkpoint_bytes(state=2**20, trainable=2**20) // 2**10   # KiB: 3 MiB of tensors, 5% and 1 MiB more
+    >>> import torch
+    >>> optimizer_bytes([torch.zeros(10), torch.zeros(10, dtype=torch.bfloat16)])   # 10 * 8 + 10 * 12
+    200
+    """
+    return sum(p.numel() * 4 * (2 if p.dtype == torch.float32 else 3) for p in parameters)
+
+
+def checkpoint_bytes(state: int, optimizer: int) -> int:
+    """The most bytes one checkpoint takes: ``state``, the bytes of what it keeps of the model (trainable weights
+    and buffers), and ``optimizer``, those of the optimizer's state (:func:`optimizer_bytes`).
+
+    >>> checkpoint_bytes(state=2**20, optimizer=2**21) // 2**10   # KiB: 3 MiB of tensors, 5% and 1 MiB more
     4249
     """
-    return int(FILE_SLACK * (state + moments * trainable)) + FILE_HEADER
+    return int(FILE_SLACK * (state + optimizer)) + FILE_HEADER
 
 
 def run_bytes(checkpoint: int, export: int) -> int:
@@ -324,7 +335,7 @@ def check_free_space(folder: Path, needed: int, replaced: int = 0, free: int | N
 def check_room_for_run(module, policy, ckpt_dir: Path, export: bool) -> None:
     """:func:`check_free_space` for a training run of ``module`` whose checkpoints go to ``ckpt_dir``."""
     checkpoint = checkpoint_bytes(tensor_bytes(module.checkpointed(module.state_dict()).values()),
-                                  tensor_bytes(p for p in module.parameters() if p.requires_grad))
+                                  optimizer_bytes(p for p in module.parameters() if p.requires_grad))
     exported = tensor_bytes(policy.state_dict().values()) if export else 0
     present = sum(f.stat().st_size for name in ("last.ckpt", "best.ckpt")  # a file, or DeepSpeed's folder
                   for f in [ckpt_dir / name, *(ckpt_dir / name).rglob("*")] if f.is_file())
