@@ -307,15 +307,18 @@ def checkpoint_bytes(state: int, optimizer: int) -> int:
     return int(FILE_SLACK * (state + optimizer)) + FILE_HEADER
 
 
-def run_bytes(checkpoint: int, export: int) -> int:
-    """The most bytes a training run's files take at one time: three checkpoints of ``checkpoint`` bytes
-    (``best.ckpt``, ``last.ckpt`` and the successor of one of them being written beside it) and the exported
-    model, whose tensors take ``export`` bytes (0 without ``save_model``).
+def run_bytes(checkpoint: int, export: int, copies: int = 3) -> int:
+    """The most bytes a training run's files take at one time: ``copies`` checkpoints of ``checkpoint`` bytes
+    (a training run's three: ``best.ckpt``, ``last.ckpt`` and the successor of one of them being written beside
+    it; a pretraining run's two: ``last.ckpt`` and its successor) and the exported model, whose tensors take
+    ``export`` bytes (0 without ``save_model``).
 
     >>> run_bytes(checkpoint=100, export=0) == 300 + FILE_HEADER
     True
+    >>> run_bytes(checkpoint=100, export=0, copies=2) == 200 + FILE_HEADER
+    True
     """
-    return 3 * checkpoint + int(FILE_SLACK * export) + FILE_HEADER
+    return copies * checkpoint + int(FILE_SLACK * export) + FILE_HEADER
 
 
 def check_free_space(folder: Path, needed: int, replaced: int = 0, free: int | None = None) -> None:
@@ -334,13 +337,21 @@ def check_free_space(folder: Path, needed: int, replaced: int = 0, free: int | N
 
 def check_room_for_run(module, policy, ckpt_dir: Path, export: bool) -> None:
     """:func:`check_free_space` for a training run of ``module`` whose checkpoints go to ``ckpt_dir``."""
-    checkpoint = checkpoint_bytes(tensor_bytes(module.checkpointed(module.state_dict()).values()),
-                                  optimizer_bytes(p for p in module.parameters() if p.requires_grad))
-    exported = tensor_bytes(policy.state_dict().values()) if export else 0
+    check_room_for_checkpoints(ckpt_dir, kept=module.checkpointed(module.state_dict()).values(),
+                               trainable=(p for p in module.parameters() if p.requires_grad),
+                               exported=policy.state_dict().values() if export else (), copies=3)
+
+
+def check_room_for_checkpoints(ckpt_dir: Path, kept, trainable, exported, copies: int) -> None:
+    """:func:`check_free_space` for a run whose checkpoints, each holding the tensors ``kept`` and an Adam-family
+    optimizer's state for ``trainable``, go to ``ckpt_dir``, ``copies`` of them at one time (:func:`run_bytes`),
+    and whose exported model holds the tensors ``exported``.  The run's own checkpoints, when it resumes, count
+    as room: it overwrites them."""
+    checkpoint = checkpoint_bytes(tensor_bytes(kept), optimizer_bytes(trainable))
     present = sum(f.stat().st_size for name in ("last.ckpt", "best.ckpt")  # a file, or DeepSpeed's folder
                   for f in [ckpt_dir / name, *(ckpt_dir / name).rglob("*")] if f.is_file())
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    check_free_space(ckpt_dir, run_bytes(checkpoint, exported), replaced=present)
+    check_free_space(ckpt_dir, run_bytes(checkpoint, tensor_bytes(exported), copies), replaced=present)
 
 
 def export_model(policy, processor, out: Path, cfg: DictConfig, labels, strategy, base_path: str) -> None:

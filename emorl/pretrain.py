@@ -120,7 +120,7 @@ def _pretrain(cfg: DictConfig) -> dict:
     import lightning as L
 
     from emorl.builders import use_threads
-    from emorl.checkpointing import resume_path
+    from emorl.checkpointing import check_room_for_checkpoints, resume_path
     from emorl.pretraining.lexicon import read_lexicon
 
     use_threads(cfg)
@@ -135,6 +135,9 @@ def _pretrain(cfg: DictConfig) -> dict:
     tasks, model, processor = _untrained_base(cfg, run_dir, clips, audio, lexicon)
     L.seed_everything(int(cfg.seed), workers=True)
     module, data, trainer = _pretraining_run(cfg, run_dir, tasks, model, processor, val_clips, audio)
+    # before the first step: last.ckpt and the one written beside it, and the model
+    check_room_for_checkpoints(run_dir / "checkpoints", kept=module.state_dict().values(),
+                               trainable=model.parameters(), exported=model.state_dict().values(), copies=2)
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     if not trainer.is_global_zero:
         return {}

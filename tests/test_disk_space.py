@@ -75,3 +75,24 @@ def test_training_on_a_full_disk_stops_before_its_first_step(cfg_factory, monkey
     with pytest.raises(OSError, match=r"checkpoints: its disk has 0.00 GiB free, and this run writes up to 0.0[6-9] GiB"):
         train(cfg)
     assert not list((Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt"))  # no step ran, none was written
+
+
+def test_pretraining_on_a_full_disk_stops_before_its_first_step(cache_dir, tmp_path, monkeypatch):
+    """``python -m emorl.pretrain`` writes last.ckpt (and its successor beside it) and the base: with 5 MiB free
+    for the reduced build's ~40 MiB it stops before a step, naming the folder."""
+    from hydra import compose, initialize_config_dir
+
+    from emorl import CONF_DIR
+    from emorl.pretrain import pretrain
+    from tests.test_pretrain import PRETRAIN_SMALL
+
+    pytest.importorskip("nrclex")
+    run = tmp_path / "base"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="pretrain",
+                      overrides=[*PRETRAIN_SMALL, f"paths.cache_dir={cache_dir}", f"paths.output_dir={run}"])
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100 * GiB, 100 * GiB - 5 * 2**20, 5 * 2**20))
+    with pytest.raises(OSError, match=rf"{run / 'checkpoints'}: its disk has 0.00 GiB free, and this run writes up to 0.0[2-9] GiB"):
+        pretrain(cfg)
+    assert not (run / "checkpoints" / "last.ckpt").exists() and not (run / "model").exists()

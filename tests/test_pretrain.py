@@ -341,6 +341,8 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
 
     from safetensors.torch import load_file
 
+    from emorl.checkpointing import FILE_HEADER, checkpoint_bytes, optimizer_bytes, run_bytes, tensor_bytes
+    from emorl.models.loading import load_backbone
     from tests.processes import signal_once_written
 
     pytest.importorskip("nrclex")
@@ -350,6 +352,13 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     assert summary["steps"] == 6 and summary["examples"] == 18, out[-2000:]
     assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7, "speech_train": 0}
     assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy"}
+    # the room the build checked for before its first step holds the files it wrote, and not many times over
+    model, _ = load_backbone(straight / "model")
+    counted = checkpoint_bytes(tensor_bytes(model.state_dict().values()), optimizer_bytes(model.parameters()))
+    written = (straight / "checkpoints" / "last.ckpt").stat().st_size
+    assert written <= counted <= 1.1 * written + FILE_HEADER, (written, counted)
+    exported = sum(f.stat().st_size for f in (straight / "model").rglob("*") if f.is_file())
+    assert exported <= run_bytes(0, tensor_bytes(model.state_dict().values()), copies=0) <= 1.1 * exported + FILE_HEADER
 
     signal_once_written(launch_pretrain(killed, cache_dir), killed / "checkpoints" / "last.ckpt", signal.SIGKILL)  # no grace: 6 steps
     assert not (killed / "pretrain.json").exists(), "the build finished before it was killed"
