@@ -61,22 +61,21 @@ def pretraining_clips(cfg: DictConfig, cache_dir: Path, lexicon=None):
 
 def speech_corpus(cfg: DictConfig, cache_dir: Path, experiment, pretrain_corpus, lexicon):
     """The speech corpus ``pretrain.speech`` asks for (None when ``clips`` is 0): the lexicon's words less every
-    word of the ``exclude`` styles, spoken by the ``voices`` styles' voices and (``experiment_voices``) the
+    word of the ``exclude_words`` styles, spoken by the ``voices`` styles' voices and (``experiment_voices``) the
     experiment corpus's training speakers, less every speaker of a validation or test split of either corpus and
-    every voice of the ``exclude`` styles."""
+    every voice of the ``exclude_voices`` styles."""
     from emorl.data.speech import SpeechCorpus
     from emorl.data.synthetic import get_style
 
     if int(cfg.clips) <= 0:
         return None
-    excluded = [get_style(name) for name in cfg.exclude]
-    banned_words = {w for style in excluded for w in style_words(style)}
+    banned_words = {w for name in cfg.exclude_words for w in style_words(get_style(name))}
     voices = {v: g for name in cfg.voices for v, g in get_style(name).voices.items()}
     if cfg.experiment_voices and hasattr(experiment, "style"):  # an eSpeak corpus: its training voices too
         voices.update({i.speaker: experiment.style.voices[i.speaker] for i in experiment.items("train")})
     unheard = {i.speaker for corpus in (experiment, pretrain_corpus) for split in ("val", "test")
                for i in corpus.items(split)}
-    unheard |= {v for style in excluded for v in style.voices}
+    unheard |= {v for name in cfg.exclude_voices for v in get_style(name).voices}
     voices = {v: g for v, g in voices.items() if v not in unheard}
     words = [w for w in lexicon if w not in banned_words]
     return SpeechCorpus(cache_dir / "speech", words, voices, clips=int(cfg.clips), seed=int(cfg.seed))

@@ -114,6 +114,32 @@ def test_the_speech_corpus_of_the_pretraining_never_holds_an_unheard_voice_or_a_
                          lexicon) is None  # clips: 0, the shipped setting
 
 
+@pytest.mark.parametrize("exclude_words,exclude_voices,says_heldout_word,has_heldout_voice", [
+    # the shipped setting: the held-out corpus is neither said nor heard speaking
+    ("[heldout]", "[heldout]", False, False),
+    # its lexicon words said by other voices: a study of hearing the held-out words before evaluation
+    ("[]", "[heldout]", True, False),
+    # its voices saying other words: a study of hearing the held-out voices
+    ("[heldout]", "[]", False, True),
+])
+def test_the_held_out_corpus_words_and_voices_are_excluded_apart(tmp_path, exclude_words, exclude_voices,
+                                                                 says_heldout_word, has_heldout_voice):
+    from hydra.utils import instantiate
+
+    from emorl.data.synthetic import SyntheticCorpus
+    from emorl.pretrain import speech_corpus
+
+    cfg = _pretrain_config(tmp_path, "pretrain.speech.clips=5", "pretrain.speech.voices=[pretrain_voices,heldout]",
+                           f"pretrain.speech.exclude_words={exclude_words}",
+                           f"pretrain.speech.exclude_voices={exclude_voices}")
+    experiment = instantiate(cfg.dataset.corpus)
+    pretrain_corpus = SyntheticCorpus(tmp_path / "synthetic", **cfg.pretrain.corpus)
+    lexicon = {"apple": (), "border": (), "candle": (), "ecstatic": ("joy",)}  # "ecstatic": a held-out key word
+    speech = speech_corpus(cfg.pretrain.speech, tmp_path, experiment, pretrain_corpus, lexicon)
+    assert ("ecstatic" in speech.words) == says_heldout_word and "apple" in speech.words
+    assert bool(set(STYLES["heldout"].voices) & set(speech.voices)) == has_heldout_voice
+
+
 def test_the_pretraining_asks_the_speech_clips_only_what_was_said(tmp_path):
     pytest.importorskip("nrclex")
     from emorl.pretrain import pretraining_clips
