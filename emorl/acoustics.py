@@ -260,9 +260,24 @@ def agreement(items: Sequence, measurements: Mapping[str, Mapping], norms: Proso
     return {a: float(np.mean(h)) for a, h in hits.items()}
 
 
+def speaker_blind_agreement(measurements: Sequence[Mapping], speakers: Sequence[str],
+                            norms: ProsodyNorms) -> dict[str, float]:
+    """Share of clips whose level relative to the whole corpus equals their level relative to their speaker, per
+    attribute: what a listener who measures every clip exactly but does not know the speaker scores against
+    speaker-relative targets (those faithfulness is scored on).  ``measurements`` and ``speakers``: one per clip."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for m, speaker in zip(measurements, speakers, strict=True):
+        own, blind = norms.levels(m, speaker), norms.levels(m)
+        for attribute in LEVEL_NAMES:
+            if attribute in own and attribute in blind:
+                hits[attribute].append(own[attribute] == blind[attribute])
+    return {a: float(np.mean(h)) for a, h in hits.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m emorl.acoustics [--split val] [--limit N]``: measured levels against the synthetic
-    corpus's generator settings (per attribute; chance is about 1/3), and the cost per clip."""
+    corpus's generator settings (per attribute; chance is about 1/3), corpus-relative levels against
+    speaker-relative ones, and the cost per clip."""
     import argparse
     import time
 
@@ -286,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         norms = ProsodyNorms.fit([measurements[i.path] for i in items], [i.speaker for i in items])
         scores = agreement(items, measurements, norms, by_speaker=by_speaker)
         print(f"{name}: " + ", ".join(f"{a} {100 * s:.1f}%" for a, s in scores.items()) + f" (chance about 33%; {len(items)} clips)")
+    blind = speaker_blind_agreement([measurements[i.path] for i in items], [i.speaker for i in items], norms)
+    print("corpus tertiles against speaker tertiles (measuring exactly, not knowing the speaker): "
+          + ", ".join(f"{a} {100 * s:.1f}%" for a, s in blind.items()))
     print(f"cost: {seconds:.3f} s per clip (mean {np.mean([i.meta.get('seconds', 0) for i in items]):.2f} s of audio), 1 thread")
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from emorl.acoustics import ProsodyNorms, describe, measure
+from emorl.acoustics import ProsodyNorms, describe, measure, speaker_blind_agreement
 
 SR = 16000
 
@@ -116,3 +116,26 @@ def test_a_cache_written_by_an_older_measure_is_measured_again(tmp_path):
     measured = measure_items([SimpleNamespace(path=str(clip))], cache)[str(clip)]
     assert measured["syllables_per_s"] == pytest.approx(5.0, rel=0.15) and measured["f0_median_hz"] > 100
     assert "syllables_per_s" in json.loads(cache.read_text())[str(clip)]  # the cache holds the new measurement
+
+
+def _clips(pitches):
+    """Measurements whose pitch is ``pitches`` and whose other attributes are 1..12 over and over."""
+    return [{"f0_median_hz": float(p), "syllables_per_s": float(k % 12 + 1), "energy_db": float(k % 12 + 1),
+             "f0_range_st": float(k % 12 + 1)} for k, p in enumerate(pitches)]
+
+
+@pytest.mark.parametrize("pitch_a,pitch_b,pitch_agreement", [
+    # two voices of one pitch range: a listener who ignores the speaker judges every clip as its speaker does
+    (range(1, 13), range(1, 13), 1.0),
+    # a low and a high voice: corpus cuts 8.67 and 104.33, each voice's own cuts a third of its range; the low
+    # voice's medium and high clips sound low and medium to the blind listener, the high voice's low and medium
+    # ones medium and high: only its lowest and highest four clips agree, 8 of 24
+    (range(1, 13), range(101, 113), 1 / 3),
+])
+def test_a_listener_who_does_not_know_the_speaker_misjudges_a_voice_of_another_range(pitch_a, pitch_b,
+                                                                                      pitch_agreement):
+    measurements = _clips([*pitch_a, *pitch_b])
+    speakers = ["a"] * 12 + ["b"] * 12
+    scores = speaker_blind_agreement(measurements, speakers, ProsodyNorms.fit(measurements, speakers))
+    assert scores["pitch"] == pytest.approx(pitch_agreement)
+    assert scores["speed"] == scores["volume"] == scores["intonation"] == pytest.approx(1.0)  # the same for both
