@@ -3,8 +3,8 @@
     python docs/results/analysis/esr_sections.py outputs/pretrain/base4/zero_shot/esr/predictions.jsonl \
         --corpus <cache>/synthetic/<default key> --pretraining-corpus <cache>/synthetic/<pretraining key>
 
-``--corpus``: the folder of the synthetic corpus the answers were given on (its ``test.jsonl`` names each
-clip's sentence and key word); ``--pretraining-corpus``: the embedded base's pretraining corpus (every
+``--corpus``: the folder of the synthetic corpus the answers were given on (its ``*.jsonl``, one per split,
+name each clip's sentence and key word: a test or a validation evaluation); ``--pretraining-corpus``: the embedded base's pretraining corpus (every
 ``*.jsonl`` in it: the key words its emotion questions were trained on).  The answers file is an ESR
 evaluation's ``predictions.jsonl`` (``path``, ``label``, ``prediction``, ``text`` per line).
 
@@ -79,7 +79,7 @@ def read_rows(folder: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help="an ESR evaluation's predictions.jsonl")
-    parser.add_argument("--corpus", required=True, help="the answered synthetic corpus's folder (holds test.jsonl)")
+    parser.add_argument("--corpus", required=True, help="the answered synthetic corpus's folder (holds its splits' *.jsonl)")
     parser.add_argument("--pretraining-corpus", required=True, help="the pretraining corpus's folder")
     args = parser.parse_args()
     rows, pretraining_rows = read_rows(Path(args.corpus)), read_rows(Path(args.pretraining_corpus))
