@@ -248,16 +248,22 @@ def measure_items(items: Sequence, cache: Path | None = None) -> dict[str, dict]
     return {i.path: known[i.path] for i in items}
 
 
+def shared_levels(pairs: Iterable[tuple[Mapping, Mapping]]) -> dict[str, float]:
+    """Per attribute, the share of ``(levels, other levels)`` pairs whose two levels are the same, over the pairs
+    that hold the attribute on both sides."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for levels, other in pairs:
+        for attribute in LEVEL_NAMES:
+            if attribute in levels and attribute in other:
+                hits[attribute].append(levels[attribute] == other[attribute])
+    return {a: float(np.mean(h)) for a, h in hits.items()}
+
+
 def agreement(items: Sequence, measurements: Mapping[str, Mapping], norms: ProsodyNorms,
               by_speaker: bool = True) -> dict[str, float]:
     """Share of ``items`` whose measured level equals the level in ``item.meta`` (a generator's setting), per attribute."""
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for item in items:
-        levels = norms.levels(measurements[item.path], item.speaker if by_speaker else None)
-        for attribute in LEVEL_NAMES:
-            if attribute in item.meta and attribute in levels:
-                hits[attribute].append(levels[attribute] == item.meta[attribute])
-    return {a: float(np.mean(h)) for a, h in hits.items()}
+    return shared_levels((norms.levels(measurements[item.path], item.speaker if by_speaker else None), item.meta)
+                         for item in items)
 
 
 def speaker_blind_agreement(measurements: Sequence[Mapping], speakers: Sequence[str],
@@ -265,13 +271,8 @@ def speaker_blind_agreement(measurements: Sequence[Mapping], speakers: Sequence[
     """Share of clips whose level relative to the whole corpus equals their level relative to their speaker, per
     attribute: what a listener who measures every clip exactly but does not know the speaker scores against
     speaker-relative targets (those faithfulness is scored on).  ``measurements`` and ``speakers``: one per clip."""
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for m, speaker in zip(measurements, speakers, strict=True):
-        own, blind = norms.levels(m, speaker), norms.levels(m)
-        for attribute in LEVEL_NAMES:
-            if attribute in own and attribute in blind:
-                hits[attribute].append(own[attribute] == blind[attribute])
-    return {a: float(np.mean(h)) for a, h in hits.items()}
+    return shared_levels((norms.levels(m, speaker), norms.levels(m))
+                         for m, speaker in zip(measurements, speakers, strict=True))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -297,11 +298,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.time()
     measurements = measure_items(items)
     seconds = (time.time() - start) / len(items)
+    measured, speakers = [measurements[i.path] for i in items], [i.speaker for i in items]
+    norms = ProsodyNorms.fit(measured, speakers)
     for name, by_speaker in (("corpus tertiles", False), ("speaker tertiles", True)):
-        norms = ProsodyNorms.fit([measurements[i.path] for i in items], [i.speaker for i in items])
         scores = agreement(items, measurements, norms, by_speaker=by_speaker)
         print(f"{name}: " + ", ".join(f"{a} {100 * s:.1f}%" for a, s in scores.items()) + f" (chance about 33%; {len(items)} clips)")
-    blind = speaker_blind_agreement([measurements[i.path] for i in items], [i.speaker for i in items], norms)
+    blind = speaker_blind_agreement(measured, speakers, norms)
     print("corpus tertiles against speaker tertiles (measuring exactly, not knowing the speaker): "
           + ", ".join(f"{a} {100 * s:.1f}%" for a, s in blind.items()))
     print(f"cost: {seconds:.3f} s per clip (mean {np.mean([i.meta.get('seconds', 0) for i in items]):.2f} s of audio), 1 thread")

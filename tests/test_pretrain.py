@@ -358,7 +358,7 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     written = (straight / "checkpoints" / "last.ckpt").stat().st_size
     assert written <= counted <= 1.1 * written + FILE_HEADER, (written, counted)
     exported = sum(f.stat().st_size for f in (straight / "model").rglob("*") if f.is_file())
-    assert exported <= run_bytes(0, tensor_bytes(model.state_dict().values()), copies=0) <= 1.1 * exported + FILE_HEADER
+    assert exported <= run_bytes(0, tensor_bytes(model.state_dict().values())) <= 1.1 * exported + FILE_HEADER
 
     signal_once_written(launch_pretrain(killed, cache_dir), killed / "checkpoints" / "last.ckpt", signal.SIGKILL)  # no grace: 6 steps
     assert not (killed / "pretrain.json").exists(), "the build finished before it was killed"

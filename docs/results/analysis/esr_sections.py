@@ -4,8 +4,9 @@
         --corpus <cache>/synthetic/<default key> --pretraining-corpus <cache>/synthetic/<pretraining key>
 
 ``--corpus``: the folder of the synthetic corpus the answers were given on (its ``*.jsonl``, one per split,
-name each clip's sentence and key word: a test or a validation evaluation); ``--pretraining-corpus``: the embedded base's pretraining corpus (every
-``*.jsonl`` in it: the key words its emotion questions were trained on).  The answers file is an ESR
+name each clip's sentence and key word: a test or a validation evaluation); ``--pretraining-corpus``: the
+embedded base's pretraining corpus (every ``*.jsonl`` in it: the key words its emotion questions were
+trained on).  The answers file is an ESR
 evaluation's ``predictions.jsonl`` (``path``, ``label``, ``prediction``, ``text`` per line).
 
 Prints how many ``<keywords>`` sections name the clip's key word, and for those that do not whether the
