@@ -85,6 +85,34 @@ def global_sum(tensor: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def on_any_process(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether ``flag`` holds on at least one process of the run (``flag`` itself when alone).
+
+    A collective call: every process must make it, as often as the others.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return bool(flag)
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
+
+
+def on_every_process(flag: bool, device: torch.device | str = "cpu") -> bool:
+    """Whether ``flag`` holds on every process of the run (``flag`` itself when alone); collective."""
+    return not on_any_process(not flag, device)
+
+
+def every_process(value: object) -> list:
+    """``value`` of every process of the run, in rank order (``[value]`` when alone); collective."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    values: list = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def end_process_group() -> None:
     """Close the process group of a finished run, so that the next job of a sweep starts its own."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emorl import algos
-from emorl.distributed import global_mean
+from emorl.distributed import every_process, global_mean, on_any_process, on_every_process
 from tests.conftest import SMALL
 from tests.processes import failure_report, run_command
 from tests.rewards import LENGTH_REWARD
@@ -70,6 +70,27 @@ def test_two_processes_give_the_single_process_advantages_loss_and_gradient(tmp_
     assert torch.allclose(two["grad"], grad, atol=1e-7), loss_type
     if loss_type in ("grpo", "dr_grpo"):  # per-sequence terms: the mean of the processes' losses is the loss
         assert torch.allclose(two["loss"], loss, atol=1e-6)
+
+
+def vote(rank: int, init_file: str, out: str, flags: list[bool]) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    answers = (on_any_process(flags[rank]), on_every_process(flags[rank]), every_process([f"clip{rank}.wav"] * (rank + 1)))
+    if rank == 1:
+        torch.save(answers, out)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize(("flags", "any_", "every"), [
+    ([True, True], True, True),
+    ([True, False], True, False),  # process 0's flag reaches process 1
+    ([False, True], True, False),
+    ([False, False], False, False),
+])
+def test_processes_agree_whether_a_flag_holds_on_any_or_every_one_and_share_their_values(tmp_path, flags, any_, every):
+    out = tmp_path / "answers.pt"
+    torch.multiprocessing.spawn(vote, args=(str(tmp_path / "init"), str(out), flags), nprocs=2)
+    assert torch.load(out) == (any_, every, [["clip0.wav"], ["clip1.wav", "clip1.wav"]])  # every process's, in rank order
+    assert (on_any_process(False), on_every_process(True), every_process(["a"])) == (False, True, [["a"]])  # alone
 
 
 @pytest.mark.slow
@@ -163,18 +184,24 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path, cache_dir, one_pr
         assert torch.allclose(one[key], weight, atol=1e-5), f"{strategy}: {key}"
 
 
-# Under ZeRO-3, process 0 stops generating after 3 tokens and process 1 after 12 (tests/deepspeed_job.py):
-# without synced_gpus, process 1's forward passes would wait forever for process 0's parameter shards.
-@pytest.mark.slow
-def test_zero3_keeps_a_process_with_shorter_completions_stepping_for_the_others(tmp_path, cache_dir):
+# Under ZeRO-3 every forward pass gathers parameters from every process, so the processes must run the
+# same passes whatever their own samples hold (tests/deepspeed_job.py): process 0 stops generating after
+# 3 tokens and process 1 after 12 (synced_gpus); process 1's groups never vary, so it draws every extra
+# round of dynamic sampling, and process 0, which has enough groups, must draw beside it; in the first
+# step only process 0 has failed prompts, so the buffer waits for a step in which both have some.
+def test_zero3_keeps_processes_whose_samples_differ_stepping_together(tmp_path, cache_dir):
     run = tmp_path / "run"
-    run_job(run, cache_dir, [*TWO_PROCESSES["zero3"], "save_model=false", "checkpoint.every_n_steps=0"],
-            module="tests.deepspeed_job")
+    run_job(run, cache_dir, [*TWO_PROCESSES["zero3"], "save_model=false", "checkpoint.every_n_steps=0",
+                             "algo.grpo.buffer_every=1", "data.prosody=true", "algo.grpo.max_resample_rounds=2"], module="tests.deepspeed_job")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 2
-    final = metrics["train"]["final"]
+    final = metrics["train"]["final"]  # process 0's, averaged over the steps that logged each value
     assert final["train/advantage_abs"] > 0 and torch.isfinite(torch.tensor(final["train/loss"]))
     assert final["train/completion_length"] <= 3  # process 0 logs its own (short) completions; it kept stepping
+    assert final["train/groups_with_variance"] == 1.0  # process 0 needed no extra draw ...
+    assert final["train/resample_rounds"] == 2.0  # ... and drew both rounds beside process 1
+    # only the second step replayed failed prompts: process 0's from both steps (2 + 2)
+    assert final["train/buffer_prompts"] == 4.0
 
 
 def test_deepspeed_settings_it_cannot_run_are_refused_before_loading(cfg_factory, tmp_path):

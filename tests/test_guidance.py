@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -169,7 +172,30 @@ def test_prompts_no_sample_answered_enter_the_buffer_oldest_dropped(tiny, cfg_fa
     module.remember_failures(other, module.answered_correctly(other, ro))
     assert module.failed_prompts == ["a.wav", "c.wav"]  # two kept, the oldest dropped
     module.best_val_ua, module.best_val_step, module.recent_train_metrics = 0.0, 0, []
-    assert module.extra_state()["failed_prompts"] == ["a.wav", "c.wav"]  # saved in checkpoints: resumed with the run
+    # saved in checkpoints, one list per process (here one): resumed with the run
+    assert module.extra_state()["failed_prompts_by_process"] == [["a.wav", "c.wav"]]
+
+
+@pytest.mark.parametrize(("saved", "rank", "buffer"), [
+    ({"failed_prompts_by_process": [["a.wav"], ["b.wav", "c.wav"]]}, 1, ["b.wav", "c.wav"]),  # its own, not process 0's
+    ({"failed_prompts_by_process": [["a.wav"], ["b.wav", "c.wav"]]}, 0, ["a.wav"]),
+    ({"failed_prompts": ["a.wav"]}, 0, ["a.wav"]),  # a checkpoint from before buffers were kept per process
+    ({}, 0, []),  # a checkpoint from before the buffer
+])
+def test_a_resumed_process_takes_back_its_own_failed_prompts(tiny, cfg_factory, monkeypatch, saved, rank, buffer):
+    module = guided_module(tiny, "off", cfg_factory)
+    module.recent_train_metrics = deque(maxlen=10)
+    module._trainer = SimpleNamespace(world_size=max(len(saved.get("failed_prompts_by_process", [])), 1))
+    monkeypatch.setattr(GRPOModule, "global_rank", property(lambda self: rank))
+    module.load_extra_state(saved)
+    assert module.failed_prompts == buffer
+
+
+def test_a_checkpoint_of_more_processes_than_the_run_has_is_refused(tiny, cfg_factory):
+    module = guided_module(tiny, "off", cfg_factory)
+    module.recent_train_metrics = deque(maxlen=10)
+    with pytest.raises(ValueError, match="2 processes"):  # this process (0 of 1) would drop process 1's buffer
+        module.load_extra_state({"failed_prompts_by_process": [["a.wav"], ["b.wav"]]})
 
 
 def test_a_buffered_run_trains_on_its_failed_prompts(cfg_factory, monkeypatch):

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from emorl import algos, rollout
 from emorl.data.corpus import fingerprint
-from emorl.distributed import global_mean, global_sum
+from emorl.distributed import every_process, global_mean, global_sum, on_any_process, on_every_process
 from emorl.modules.base import EmotionModule
 from emorl.prompts import ReasoningStrategy, gold_response, parse_label
 from emorl.rewards.combine import RewardSet
@@ -220,12 +221,21 @@ class GRPOModule(EmotionModule):
         return super().configure_optimizers()
 
     def extra_state(self) -> dict:
-        return {**super().extra_state(), "rollout_batches": self.rollout_batches, "failed_prompts": list(self.failed_prompts)}
+        # each process holds the failed prompts of its own samples; a checkpoint is written by process 0
+        return {**super().extra_state(), "rollout_batches": self.rollout_batches,
+                "failed_prompts_by_process": every_process(list(self.failed_prompts))}
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
         self.rollout_batches = state.get("rollout_batches", 0)
-        self.failed_prompts = list(state.get("failed_prompts", []))
+        if "failed_prompts_by_process" not in state:  # a checkpoint from before buffers were kept per process
+            self.failed_prompts = list(state.get("failed_prompts", []))
+            return
+        buffers, world = state["failed_prompts_by_process"], self._trainer.world_size if self._trainer is not None else 1
+        if len(buffers) != world:
+            raise ValueError(f"the checkpoint holds the failure buffers of {len(buffers)} processes and this run has "
+                             f"{world}: resume it with trainer.devices={len(buffers)}")
+        self.failed_prompts = list(buffers[self.global_rank])
 
     def answered_correctly(self, batch: dict, ro: rollout.Rollout) -> torch.Tensor:
         """Whether each sample answers its prompt's gold label: (P, G) bool."""
@@ -260,8 +270,15 @@ class GRPOModule(EmotionModule):
         balance.observe(self.rollout_batches, tally[0], tally[1])
 
     def buffer_due(self) -> bool:
+        """Whether this update replays failed prompts: every ``buffer_every`` steps, when every process has some.
+
+        Each process replays its own, all in the same update: a backward pass (and under ZeRO-3 a forward
+        pass) that one process ran alone would wait for, or be reduced with, another pass of the others.
+        """
         every = self.algo.buffer_every
-        return bool(every) and (self.rollout_batches + 1) % every == 0 and bool(self.failed_prompts)
+        if not every or (self.rollout_batches + 1) % every:
+            return False
+        return on_every_process(bool(self.failed_prompts), self.device)
 
     # ------------------------------------------------------------- training
     def _progress(self) -> TrainingProgress:
@@ -345,6 +362,9 @@ class GRPOModule(EmotionModule):
         advantage, no signal) is replaced by a group of a fresh prompt: up to
         ``max_resample_rounds`` extra draws of ``prompts_per_step`` prompts; if the groups with
         reward variance are still too few, equal-reward groups of the step's own prompts fill in.
+
+        Under ZeRO-3 a draw is a forward pass that gathers parameters from every process, so every process
+        draws while any needs to; a process with enough groups keeps the same groups as alone.
         """
         cfg, g = self.algo, self.algo.num_generations
         ro = self.rollout(batch)
@@ -352,11 +372,12 @@ class GRPOModule(EmotionModule):
         varied = lambda t: (t.view(-1, g).std(dim=1) > 0).tolist()  # noqa: E731
         flags = varied(total)  # per group, in draw order: do its rewards vary?
         stats = {"groups_with_variance": float(sum(flags)) / cfg.prompts_per_step}
-        if not cfg.dynamic_sampling or all(flags):
+        together = partial(on_any_process, device=self.device) if self.parameters_sharded() else bool
+        if not cfg.dynamic_sampling or not together(not all(flags)):
             return batch, ro, total, components, {**stats, "resample_rounds": 0.0}
         draws = [(batch, ro, total, components)]
         draw = 0
-        while sum(flags) < cfg.prompts_per_step and draw < cfg.max_resample_rounds:
+        while draw < cfg.max_resample_rounds and together(sum(flags) < cfg.prompts_per_step):
             draw += 1
             extra = self.extra_prompts(draw)
             extra_ro = self.rollout(extra, draw=draw)
