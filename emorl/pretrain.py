@@ -184,7 +184,8 @@ def _untrained_base(cfg: DictConfig, run_dir: Path, clips, audio, lexicon):
     from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
 
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
-    tasks = PretrainTasks(clips, audio, lexicon, p["tasks"], p["formats"], p.get("word_formats"), seed=int(cfg.seed))
+    tasks = PretrainTasks(clips, audio, lexicon, p["tasks"], p["formats"], p.get("word_formats"), seed=int(cfg.seed),
+                          attributes=p.get("attributes"))
     init = run_dir / "init"
     if not (init / "done").exists():
         texts = tokenizer_texts(tasks, int(cfg.pretrain.tokenizer_examples))

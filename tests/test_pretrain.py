@@ -8,6 +8,7 @@ import torch
 
 from emorl.acoustics import LEVEL_NAMES
 from emorl.data.corpus import Item
+from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS, COMPARISON_PROMPTS
 from emorl.emotions import wheel_position
 from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, SPEECH, TASKS, Clip, PretrainTasks, meaning_phrase
 from emorl.prompts import get_strategy
@@ -26,8 +27,8 @@ def clip(k: int, source: str, label: str = "anger", split: str = "train", pitch:
                 transcript=f"the topic{k % 3} was kw{k} today", meta=meta)
     levels = {"pitch": ("low", "medium", "high")[k % 3], "speed": "fast", "volume": "quiet", "intonation": "flat",
               "contour": "flat"}
-    measurement = {"f0_median_hz": pitch * (1 + k), "f0_range_st": 4.0, "energy_db": -20.0 - k, "syllables_per_s": 3.0,
-                   "pause_share": 0.1}
+    measurement = {"f0_median_hz": pitch * (1 + k), "f0_range_st": 4.0 + k % 5, "energy_db": -20.0 - k,
+                   "syllables_per_s": 3.0 + 0.5 * (k % 4), "pause_share": 0.1}
     return Clip(item, source, levels, measurement)
 
 
@@ -203,6 +204,51 @@ def test_the_draws_are_a_pure_function_of_seed_and_index():
 def test_bad_task_weights_are_refused(weights, message):
     with pytest.raises(ValueError, match=message):
         tasks(weights)
+
+
+def asked(example) -> str:
+    """The prosody attribute an attribute or comparison question asks about."""
+    prompts = [(n, q.split(" Options")[0]) for n, q in ATTRIBUTE_QUESTIONS.items()] + list(COMPARISON_PROMPTS.items())
+    return next(n for n, q in prompts if q in example.text)
+
+
+def attribute_shares(t: PretrainTasks, n: int = 1200) -> dict[str, float]:
+    names = [asked(ex) for ex in draws(t, n) if ex.task in ("attribute", "compare")]
+    return {a: names.count(a) / len(names) for a in ATTRIBUTE_QUESTIONS}
+
+
+@pytest.mark.parametrize("attributes, expected", [
+    (None, {"pitch": 0.25, "speed": 0.25, "volume": 0.25, "intonation": 0.25}),  # unset: each asked equally often
+    ({"speed": 1.0}, {"pitch": 0.0, "speed": 1.0, "volume": 0.0, "intonation": 0.0}),  # speed alone
+    ({"pitch": 1.0, "speed": 3.0, "volume": 1.0, "intonation": 1.0}, {"pitch": 1 / 6, "speed": 0.5, "volume": 1 / 6,
+                                                                      "intonation": 1 / 6}),  # speed three times as often
+])
+def test_attribute_and_comparison_questions_ask_each_attribute_by_its_weight(attributes, expected):
+    t = PretrainTasks(CLIPS, lambda path: np.full(800, len(path), np.float32), LEXICON, {"attribute": 1.0, "compare": 1.0},
+                      FORMATS, attributes=attributes)
+    shares = attribute_shares(t)
+    for name, share in expected.items():
+        assert shares[name] == pytest.approx(share, abs=0.04), (name, shares)  # 1200 draws: ~0.013 std at 0.25
+
+
+def test_unset_attribute_weights_draw_as_the_shipped_base_was_built():
+    """Unset, an attribute is drawn by one uniform integer (the shipped mixture's draws, which are a pure
+    function of seed and index, stay what they were)."""
+    t, names = tasks(), tuple(ATTRIBUTE_QUESTIONS)
+    ours, old = np.random.default_rng(7), np.random.default_rng(7)
+    assert [t.prosody_attribute(ours, names) for _ in range(50)] == [names[int(old.integers(len(names)))] for _ in range(50)]
+    assert ours.random() == old.random()  # and nothing more is drawn
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"speed": 1.0, "tempo": 1.0}, "unknown attributes \\['tempo'\\]"),  # a misspelt attribute
+    ({"speed": -1.0, "pitch": 1.0}, "weights must be >= 0"),  # a negative weight
+    ({"speed": 0.0}, "sum to more than 0"),  # nothing to ask
+])
+def test_bad_attribute_weights_are_refused(attributes, message):
+    with pytest.raises(ValueError, match="pretrain.attributes: .*" + message):
+        PretrainTasks(CLIPS, lambda path: np.full(800, len(path), np.float32), LEXICON, WEIGHTS, FORMATS,
+                      attributes=attributes)
 
 
 def test_emotion_questions_need_the_pretraining_corpus():

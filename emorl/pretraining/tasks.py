@@ -134,15 +134,22 @@ class PretrainTasks:
         word_formats: the same for questions answered with another word (key word, topic, voice, level);
             None: as ``formats``.
         seed: with the index, fixes every draw.
+        attributes: prosody attribute -> weight of the attribute and comparison questions about it; None:
+            each equally often (the draws the shipped base was built on).
     """
 
     def __init__(self, clips: Sequence[Clip], audio: Callable[[str], np.ndarray], lexicon: Mapping[str, Sequence[str]],
                  weights: Mapping[str, float], formats: Mapping[str, float],
-                 word_formats: Mapping[str, float] | None = None, seed: int = 0) -> None:
-        unknown = sorted(set(weights) - set(TASKS))
-        if unknown:
-            raise ValueError(f"pretrain.tasks: unknown tasks {unknown}; the tasks are {sorted(TASKS)}")
+                 word_formats: Mapping[str, float] | None = None, seed: int = 0,
+                 attributes: Mapping[str, float] | None = None) -> None:
+        for key, given, known in (("tasks", weights, TASKS), ("attributes", attributes or {}, ATTRIBUTE_QUESTIONS)):
+            unknown = sorted(set(given) - set(known))
+            if unknown:
+                raise ValueError(f"pretrain.{key}: unknown {key} {unknown}; the {key} are {sorted(known)}")
         self.names, self.p = _distribution(weights, "pretrain.tasks")
+        self.attribute_weights = None if attributes is None else dict(attributes)
+        if attributes is not None:
+            _distribution(attributes, "pretrain.attributes")
         for clip in clips:
             self.check_clip(clip)
         self.clips = [c for c in clips if c.source != SPEECH]  # what every task but speech asks about
@@ -200,6 +207,15 @@ class PretrainTasks:
     def clip(self, rng: np.random.Generator, pool: Sequence[Clip] | None = None) -> Clip:
         pool = self.clips if pool is None else pool
         return pool[int(rng.integers(len(pool)))]
+
+    def prosody_attribute(self, rng: np.random.Generator, names: Sequence[str]) -> str | None:
+        """One of ``names`` (prosody attributes) by ``attributes``' weights; None when all of them weigh 0."""
+        if self.attribute_weights is None:
+            return names[int(rng.integers(len(names)))]
+        weights = np.asarray([float(self.attribute_weights.get(n, 0.0)) for n in names])
+        if not weights.sum() > 0:
+            return None
+        return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
     def strategy(self, rng: np.random.Generator, emotion_answer: bool = True) -> ReasoningStrategy:
         strategies, p = (self.strategies, self.format_p) if emotion_answer else (self.word_strategies, self.word_format_p)
@@ -286,9 +302,9 @@ def voice(tasks: PretrainTasks, rng) -> Example:
 def attribute(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
     measured = [a for a in ATTRIBUTE_QUESTIONS if a in clip.levels]
-    if not measured:  # nothing measurable (silence): ask what was said instead
+    name = tasks.prosody_attribute(rng, measured) if measured else None
+    if name is None:  # nothing measurable (silence), or only attributes of weight 0: ask what was said instead
         return transcribe(tasks, rng)
-    name = measured[int(rng.integers(len(measured)))]
     answer = clip.levels[name]
     options = list(LEVEL_NAMES[name])[:: 1 if rng.random() < 0.5 else -1]
     return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}",
@@ -298,7 +314,7 @@ def attribute(tasks: PretrainTasks, rng) -> Example:
 def compare(tasks: PretrainTasks, rng) -> Example:
     """Two clips of one corpus whose measurement differs clearly; which one has more of the attribute."""
     first = tasks.clip(rng)
-    name = tuple(COMPARISON_PROMPTS)[int(rng.integers(len(COMPARISON_PROMPTS)))]
+    name = tasks.prosody_attribute(rng, tuple(COMPARISON_PROMPTS))
     pool = [c for c in tasks.clips if c.source == first.source]
     for _ in range(16):
         second = tasks.clip(rng, pool)
