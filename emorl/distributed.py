@@ -60,6 +60,12 @@ def pin_child_processes_to_this_job() -> bool:
     return True
 
 
+def alone() -> bool:
+    """Whether this process runs without others (no process group, or a group of one)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1
+
+
 def global_mean(value: float | int, device: torch.device | str = "cpu") -> float:
     """The mean of ``value`` over the processes of the run (the value itself when alone).
 
@@ -68,7 +74,7 @@ def global_mean(value: float | int, device: torch.device | str = "cpu") -> float
     the mean count instead of its own.
     """
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if alone():
         return float(value)
     total = torch.tensor(float(value), dtype=torch.float64, device=device)
     dist.all_reduce(total)
@@ -78,7 +84,7 @@ def global_mean(value: float | int, device: torch.device | str = "cpu") -> float
 def global_sum(tensor: torch.Tensor) -> torch.Tensor:
     """``tensor`` summed over the processes of the run (itself when alone), same shape."""
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if alone():
         return tensor
     total = tensor.clone()
     dist.all_reduce(total)
@@ -91,7 +97,7 @@ def on_any_process(flag: bool, device: torch.device | str = "cpu") -> bool:
     A collective call: every process must make it, as often as the others.
     """
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if alone():
         return bool(flag)
     value = torch.tensor(float(flag), device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
@@ -106,7 +112,7 @@ def on_every_process(flag: bool, device: torch.device | str = "cpu") -> bool:
 def every_process(value: object) -> list:
     """``value`` of every process of the run, in rank order (``[value]`` when alone); collective."""
     dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if alone():
         return [value]
     values: list = [None] * dist.get_world_size()
     dist.all_gather_object(values, value)

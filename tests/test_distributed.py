@@ -189,6 +189,7 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path, cache_dir, one_pr
 # 3 tokens and process 1 after 12 (synced_gpus); process 1's groups never vary, so it draws every extra
 # round of dynamic sampling, and process 0, which has enough groups, must draw beside it; in the first
 # step only process 0 has failed prompts, so the buffer waits for a step in which both have some.
+@pytest.mark.slow
 def test_zero3_keeps_processes_whose_samples_differ_stepping_together(tmp_path, cache_dir):
     run = tmp_path / "run"
     run_job(run, cache_dir, [*TWO_PROCESSES["zero3"], "save_model=false", "checkpoint.every_n_steps=0",

@@ -39,9 +39,9 @@ CLIPS += [Clip(Item(path=f"/speech/train/{k}.flac", label="", speaker=f"v{k}", s
                     transcript=f"the next word is w{k}"), SPEECH, {}, {}) for k in range(4)]
 
 
-def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None) -> PretrainTasks:
+def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None, attributes=None) -> PretrainTasks:
     return PretrainTasks(clips, lambda path: np.full(800, len(path), np.float32), LEXICON, weights or WEIGHTS, formats,
-                         word_formats)
+                         word_formats, attributes=attributes)
 
 
 def only(task: str, **kw) -> PretrainTasks:
@@ -224,8 +224,7 @@ def attribute_shares(t: PretrainTasks, n: int = 1200) -> dict[str, float]:
                                                                       "intonation": 1 / 6}),  # speed three times as often
 ])
 def test_attribute_and_comparison_questions_ask_each_attribute_by_its_weight(attributes, expected):
-    t = PretrainTasks(CLIPS, lambda path: np.full(800, len(path), np.float32), LEXICON, {"attribute": 1.0, "compare": 1.0},
-                      FORMATS, attributes=attributes)
+    t = tasks({"attribute": 1.0, "compare": 1.0}, attributes=attributes)
     shares = attribute_shares(t)
     for name, share in expected.items():
         assert shares[name] == pytest.approx(share, abs=0.04), (name, shares)  # 1200 draws: ~0.013 std at 0.25
@@ -247,8 +246,7 @@ def test_unset_attribute_weights_draw_as_the_shipped_base_was_built():
 ])
 def test_bad_attribute_weights_are_refused(attributes, message):
     with pytest.raises(ValueError, match="pretrain.attributes: .*" + message):
-        PretrainTasks(CLIPS, lambda path: np.full(800, len(path), np.float32), LEXICON, WEIGHTS, FORMATS,
-                      attributes=attributes)
+        tasks(attributes=attributes)
 
 
 def test_emotion_questions_need_the_pretraining_corpus():
