@@ -26,7 +26,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,12 +205,15 @@ class ProsodyNorms:
                 by_speaker[speaker] = {a: c for a, c in cuts.items() if c is not None}
         return cls(corpus, by_speaker)
 
-    def levels(self, measurement: Mapping, speaker: str | None = None) -> dict[str, str]:
-        """The level of each attribute (speaker-relative where the speaker is known), and the contour."""
+    def levels(self, measurement: Mapping, speaker: str | None = None,
+               among_corpus: Collection[str] = ()) -> dict[str, str]:
+        """The level of each attribute (speaker-relative where the speaker is known, corpus-relative for the
+        attributes ``among_corpus`` names), and the contour."""
         own = self.speakers.get(speaker or "", {})
         out = {}
         for attribute, key in MEASURE_OF.items():
-            name = level_of(measurement[key], own.get(attribute, self.corpus[attribute]), LEVEL_NAMES[attribute])
+            cuts = self.corpus[attribute] if attribute in among_corpus else own.get(attribute, self.corpus[attribute])
+            name = level_of(measurement[key], cuts, LEVEL_NAMES[attribute])
             if name is not None:
                 out[attribute] = name
         out["contour"] = str(measurement.get("contour", "flat"))

@@ -170,3 +170,13 @@ def esr_ckpt(tiny_base, tmp_path_factory) -> Path:
     (out / "emorl.json").write_text(json.dumps({"labels": list(labels), "reasoning": "esr"}))
     return out
 
+
+def pretrain_config(cache: Path, *overrides: str):
+    """``conf/pretrain.yaml`` with corpora of a few clips per class, cached in ``cache``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    small = ("dataset.corpus.train_per_class=2", "dataset.corpus.val_per_class=1", "dataset.corpus.test_per_class=1",
+             "pretrain.corpus.train_per_class=2", "pretrain.corpus.val_per_class=1")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name="pretrain", overrides=[*small, f"paths.cache_dir={cache}", *overrides])

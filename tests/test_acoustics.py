@@ -95,6 +95,27 @@ def test_levels_are_tertiles_of_the_corpus_or_of_the_speaker():
     assert ProsodyNorms.from_json(norms.to_json()) == norms
 
 
+@pytest.mark.parametrize("speaker, among_corpus, expected", [
+    # both among speaker b's own clips: its fourth-lowest pitch and rate are low and slow for b
+    ("b", (), {"pitch": "low", "speed": "slow"}),
+    # pitch among every clip: b's voice is higher than a's, so the same clip is medium
+    ("b", ("pitch",), {"pitch": "medium", "speed": "slow"}),
+    # speed among every clip: b talks faster than a, so 12 syllables/s is medium; pitch stays b's low
+    ("b", ("speed",), {"pitch": "low", "speed": "medium"}),
+    # both among every clip
+    ("b", ("pitch", "speed"), {"pitch": "medium", "speed": "medium"}),
+    # a speaker with no cuts of its own: every attribute among the corpus, whatever among_corpus names
+    ("unknown", (), {"pitch": "medium", "speed": "medium"}),
+])
+def test_chosen_attributes_are_placed_among_the_corpus_others_among_the_speakers_clips(speaker, among_corpus,
+                                                                                     expected):
+    a = [_m(100 + i * 20 / 11, 3 + i, -30 + i, 2 + i) for i in range(12)]  # a low voice, 3-14 syllables/s
+    b = [_m(200 + i * 40 / 11, 9 + i, -30 + i, 2 + i) for i in range(12)]  # a high voice, 9-20 syllables/s
+    norms = ProsodyNorms.fit(a + b, ["a"] * 12 + ["b"] * 12)
+    levels = norms.levels(b[3], speaker, among_corpus)
+    assert {k: levels[k] for k in expected} == expected
+
+
 def test_describe_uses_the_reasoning_wording():
     assert describe({"pitch": "low", "speed": "fast", "volume": "loud", "intonation": "flat", "contour": "falling"}) == \
         "pitch low, intonation flat, speed fast, volume loud, falling contour"

@@ -249,6 +249,38 @@ def test_bad_attribute_weights_are_refused(attributes, message):
         tasks(attributes=attributes)
 
 
+def test_the_attributes_corpus_levels_names_are_placed_among_the_corpus_in_every_pretraining_clip(tmp_path,
+                                                                                                 monkeypatch):
+    from emorl import acoustics
+    from emorl.pretrain import pretraining_clips
+    from tests.conftest import pretrain_config
+
+    asked = []
+    levels = acoustics.ProsodyNorms.levels
+
+    def recorded(self, measurement, speaker=None, among_corpus=()):
+        asked.append((speaker, frozenset(among_corpus)))
+        return levels(self, measurement, speaker, among_corpus)
+
+    monkeypatch.setattr(acoustics.ProsodyNorms, "levels", recorded)
+    clips, val = pretraining_clips(pretrain_config(tmp_path, "pretrain.corpus_levels=[speed]"), tmp_path)
+    assert len(asked) == len(clips) + len(val) > 0
+    assert {among for _, among in asked} == {frozenset({"speed"})} and all(speaker for speaker, _ in asked)
+
+
+@pytest.mark.parametrize("names, message", [
+    ("[tempo]", "unknown attributes \\['tempo'\\]"),  # a misspelt attribute
+    ("[speed,contour]", "unknown attributes \\['contour'\\]"),  # the contour is a name, not a level
+])
+def test_unknown_corpus_level_attributes_are_refused_before_any_clip_is_built(tmp_path, names, message):
+    from emorl.pretrain import pretraining_clips
+    from tests.conftest import pretrain_config
+
+    with pytest.raises(ValueError, match="pretrain.corpus_levels: " + message):
+        pretraining_clips(pretrain_config(tmp_path, f"pretrain.corpus_levels={names}"), tmp_path)
+    assert not (tmp_path / "synthetic").exists()
+
+
 def test_emotion_questions_need_the_pretraining_corpus():
     with pytest.raises(ValueError, match="needs clips of the pretraining corpus"):
         tasks({"emotion": 1.0}, clips=[c for c in CLIPS if c.source == EXPERIMENT])

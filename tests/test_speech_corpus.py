@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import soundfile as sf
 from emorl.data.audio import SAMPLE_RATE
 from emorl.data.speech import FRAMES, UNLABELLED, SpeechCorpus
 from emorl.data.synthetic import STYLES
+from tests.conftest import pretrain_config
 
 WORDS = ("apple", "border", "candle", "distant", "evening", "feather", "garden", "harbour")
 VOICES = {"en-us+Alex": "male", "en+aunty": "female", "en-us-nyc+linda": "female"}
@@ -75,17 +75,6 @@ def test_bad_settings_are_refused_with_the_setting_named(tmp_path, words, voices
         SpeechCorpus(tmp_path, words, voices, clips=clips)
 
 
-def _pretrain_config(cache: Path, *overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    from emorl import CONF_DIR
-
-    small = ("dataset.corpus.train_per_class=2", "dataset.corpus.val_per_class=1", "dataset.corpus.test_per_class=1",
-             "pretrain.corpus.train_per_class=2", "pretrain.corpus.val_per_class=1")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="pretrain", overrides=[*small, f"paths.cache_dir={cache}", *overrides])
-
-
 def test_the_speech_corpus_of_the_pretraining_never_holds_an_unheard_voice_or_a_held_out_word(tmp_path):
     """Its voices: the configured styles' and the experiment corpus's training speakers, never a validation or test
     speaker of the experiment or the pretraining corpus, never a held-out voice; its words: no held-out word."""
@@ -94,7 +83,7 @@ def test_the_speech_corpus_of_the_pretraining_never_holds_an_unheard_voice_or_a_
     from emorl.data.synthetic import SyntheticCorpus
     from emorl.pretrain import speech_corpus, style_words
 
-    cfg = _pretrain_config(tmp_path, "pretrain.speech.clips=5")
+    cfg = pretrain_config(tmp_path, "pretrain.speech.clips=5")
     experiment = instantiate(cfg.dataset.corpus)
     pretrain_corpus = SyntheticCorpus(tmp_path / "synthetic", **cfg.pretrain.corpus)
     heldout = STYLES["heldout"]
@@ -110,7 +99,7 @@ def test_the_speech_corpus_of_the_pretraining_never_holds_an_unheard_voice_or_a_
     heard = {i.speaker for i in experiment.items("train")}
     assert heard <= set(speech.voices)  # the experiment's training voices speak it too
     assert set(speech.voices) - heard <= set(STYLES["pretrain_voices"].voices)
-    assert speech_corpus(_pretrain_config(tmp_path).pretrain.speech, tmp_path, experiment, pretrain_corpus,
+    assert speech_corpus(pretrain_config(tmp_path).pretrain.speech, tmp_path, experiment, pretrain_corpus,
                          lexicon) is None  # clips: 0, the shipped setting
 
 
@@ -129,7 +118,7 @@ def test_the_held_out_corpus_words_and_voices_are_excluded_apart(tmp_path, exclu
     from emorl.data.synthetic import SyntheticCorpus
     from emorl.pretrain import speech_corpus
 
-    cfg = _pretrain_config(tmp_path, "pretrain.speech.clips=5", "pretrain.speech.voices=[pretrain_voices,heldout]",
+    cfg = pretrain_config(tmp_path, "pretrain.speech.clips=5", "pretrain.speech.voices=[pretrain_voices,heldout]",
                            f"pretrain.speech.exclude_words={exclude_words}",
                            f"pretrain.speech.exclude_voices={exclude_voices}")
     experiment = instantiate(cfg.dataset.corpus)
@@ -146,7 +135,7 @@ def test_the_pretraining_asks_the_speech_clips_only_what_was_said(tmp_path):
     from emorl.pretraining.lexicon import read_lexicon
     from emorl.pretraining.tasks import SPEECH, TASKS, PretrainTasks
 
-    cfg = _pretrain_config(tmp_path, "pretrain.speech.clips=8")
+    cfg = pretrain_config(tmp_path, "pretrain.speech.clips=8")
     lexicon = read_lexicon()
     clips, _ = pretraining_clips(cfg, tmp_path, lexicon)
     speech = [c for c in clips if c.source == SPEECH]
