@@ -269,12 +269,15 @@ def agreement(items: Sequence, measurements: Mapping[str, Mapping], norms: Proso
                          for item in items)
 
 
-def speaker_blind_agreement(measurements: Sequence[Mapping], speakers: Sequence[str],
-                            norms: ProsodyNorms) -> dict[str, float]:
+def speaker_blind_agreement(measurements: Sequence[Mapping], speakers: Sequence[str], norms: ProsodyNorms,
+                            heard: ProsodyNorms | None = None) -> dict[str, float]:
     """Share of clips whose level relative to the whole corpus equals their level relative to their speaker, per
     attribute: what a listener who measures every clip exactly but does not know the speaker scores against
-    speaker-relative targets (those faithfulness is scored on).  ``measurements`` and ``speakers``: one per clip."""
-    return shared_levels((norms.levels(m, speaker), norms.levels(m))
+    speaker-relative targets (those faithfulness is scored on).  ``measurements`` and ``speakers``: one per clip;
+    ``heard``: the listener places clips among the corpus cuts of other clips (e.g. a training split's) instead
+    of these clips' own."""
+    listener = heard or norms
+    return shared_levels((norms.levels(m, speaker), listener.levels(m))
                          for m, speaker in zip(measurements, speakers, strict=True))
 
 
@@ -293,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=".cache", help="emorl's cache folder (the synthetic corpus lives there)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, default=0, help="measure at most this many clips (0: all)")
+    parser.add_argument("--cuts-from", default=None,
+                        help="also score a listener who places the clips among this split's clips (e.g. train)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     items = SyntheticCorpus(Path(args.cache_dir) / "synthetic").items(args.split)
@@ -309,6 +314,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     blind = speaker_blind_agreement(measured, speakers, norms)
     print("corpus tertiles against speaker tertiles (measuring exactly, not knowing the speaker): "
           + ", ".join(f"{a} {100 * s:.1f}%" for a, s in blind.items()))
+    if args.cuts_from:
+        other = SyntheticCorpus(Path(args.cache_dir) / "synthetic").items(args.cuts_from)
+        other_measured = measure_items(other)
+        heard = ProsodyNorms.fit([other_measured[i.path] for i in other])
+        placed = speaker_blind_agreement(measured, speakers, norms, heard)
+        print(f"{args.cuts_from} split's corpus tertiles against speaker tertiles: "
+              + ", ".join(f"{a} {100 * s:.1f}%" for a, s in placed.items()))
     print(f"cost: {seconds:.3f} s per clip (mean {np.mean([i.meta.get('seconds', 0) for i in items]):.2f} s of audio), 1 thread")
 
 

@@ -160,3 +160,13 @@ def test_a_listener_who_does_not_know_the_speaker_misjudges_a_voice_of_another_r
     scores = speaker_blind_agreement(measurements, speakers, ProsodyNorms.fit(measurements, speakers))
     assert scores["pitch"] == pytest.approx(pitch_agreement)
     assert scores["speed"] == scores["volume"] == scores["intonation"] == pytest.approx(1.0)  # the same for both
+
+
+def test_a_listener_may_place_clips_among_the_cuts_of_other_clips():
+    measurements = _clips([*range(1, 13), *range(1, 13)])  # two voices of one pitch range
+    speakers = ["a"] * 12 + ["b"] * 12
+    norms = ProsodyNorms.fit(measurements, speakers)
+    # a listener who learned the pitch of voices a whole range higher calls every clip low: a third agrees
+    heard = ProsodyNorms.fit(_clips([*range(101, 113), *range(101, 113)]))
+    assert speaker_blind_agreement(measurements, speakers, norms, heard)["pitch"] == pytest.approx(1 / 3)
+    assert speaker_blind_agreement(measurements, speakers, norms)["pitch"] == pytest.approx(1.0)  # its own cuts
