@@ -229,6 +229,15 @@ class ProsodyNorms:
         return cls(tup(data["corpus"]), {s: tup(c) for s, c in data["speakers"].items()})
 
 
+def prosody_cache(cache_dir: str | Path, corpus) -> Path:
+    """The file that keeps the measurements of ``corpus``'s clips in emorl's cache folder (one per corpus folder)."""
+    import hashlib
+
+    root = str(getattr(corpus, "root", getattr(corpus, "dir", "")))
+    key = hashlib.sha1(root.encode()).hexdigest()[:10]
+    return Path(cache_dir) / "prosody" / f"{getattr(corpus, 'name', 'corpus')}-{key}.json"
+
+
 def measure_items(items: Sequence, cache: Path | None = None) -> dict[str, dict]:
     """``{path: measurement}`` for corpus items, read from and written to ``cache`` (a JSON file) when given."""
     from emorl.data.audio import SAMPLE_RATE, load_audio
@@ -314,9 +323,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     blind = speaker_blind_agreement(measured, speakers, norms)
     print("corpus tertiles against speaker tertiles (measuring exactly, not knowing the speaker): "
           + ", ".join(f"{a} {100 * s:.1f}%" for a, s in blind.items()))
-    if args.cuts_from:
-        other = SyntheticCorpus(Path(args.cache_dir) / "synthetic").items(args.cuts_from)
-        other_measured = measure_items(other)
+    if args.cuts_from:  # read from (and kept in) the measurements runs keep: a training split is long to measure
+        corpus = SyntheticCorpus(Path(args.cache_dir) / "synthetic")
+        other = corpus.items(args.cuts_from)
+        other_measured = measure_items(other, prosody_cache(args.cache_dir, corpus))
         heard = ProsodyNorms.fit([other_measured[i.path] for i in other])
         placed = speaker_blind_agreement(measured, speakers, norms, heard)
         print(f"{args.cuts_from} split's corpus tertiles against speaker tertiles: "

@@ -277,7 +277,7 @@ def test_clips_longer_than_the_model_window_are_counted_per_split(tmp_path, tiny
 def test_task_alternation_alternates_emotion_and_description_batches(small_corpus, tiny, cache_dir):
     """algo.task_alternation ("Beyond Classification"): odd batches ask the same kind of clips to be
     described (measured prosody, or the transcript) instead of their emotion."""
-    from emorl.acoustics import describe
+    from emorl.acoustics import describe, prosody_cache
     from emorl.modules.datamodule import EmotionDataModule
     from emorl.prompts import get_strategy
 
@@ -286,6 +286,9 @@ def test_task_alternation_alternates_emotion_and_description_batches(small_corpu
                                    task_alternation=True, cache_dir=str(cache_dir))
     datamodule.setup("fit")
     levels = datamodule.prosody_levels(small_corpus.items("train"))
+    # kept in the corpus's measurement file, which python -m emorl.acoustics --cuts-from reads too
+    kept = json.loads(prosody_cache(cache_dir, small_corpus).read_text())
+    assert {i.path for i in small_corpus.items("train")} <= kept.keys()
     batches = list(itertools.islice(datamodule.train_dataloader(), 4))
     for k, batch in enumerate(batches):
         described = [q.startswith(("Describe how", "What does the speaker say")) for q in batch["questions"]]

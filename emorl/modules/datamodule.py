@@ -162,16 +162,9 @@ class EmotionDataModule(L.LightningDataModule):
 
     def prosody_levels(self, items: list[Item]) -> dict[str, dict]:
         """``{path: levels}`` of ``items``, each relative to its speaker's clips (or to all of them)."""
-        import hashlib
-        from pathlib import Path
+        from emorl.acoustics import ProsodyNorms, measure_items, prosody_cache
 
-        from emorl.acoustics import ProsodyNorms, measure_items
-
-        cache = None
-        if self.cache_dir:
-            root = str(getattr(self.corpus, "root", getattr(self.corpus, "dir", "")))
-            key = hashlib.sha1(root.encode()).hexdigest()[:10]
-            cache = Path(self.cache_dir) / "prosody" / f"{getattr(self.corpus, 'name', 'corpus')}-{key}.json"
+        cache = prosody_cache(self.cache_dir, self.corpus) if self.cache_dir else None
         log.info("data: measuring the prosody of %d clips (cached in %s)", len(items), cache)
         measured = measure_items(items, cache)
         self.measurements.update({i.path: measured[i.path] for i in items})
