@@ -311,3 +311,37 @@ def test_ptr_runs_with_measured_prosody_reaching_the_rewards(cfg_factory):
     from pathlib import Path
 
     assert list((Path(cfg.paths.cache_dir) / "prosody").glob("synthetic-*.json"))  # measured once, cached
+
+
+def test_a_clips_group_is_drawn_from_the_same_seed_wherever_its_corpus_lives(monkeypatch):
+    """``seed_per_prompt``: each group's seed is keyed by the clip's name in its corpus, not by its path (a
+    corpus reached through another cache folder draws the same completions)."""
+    from types import SimpleNamespace
+
+    from emorl import rollout
+    from emorl.modules.grpo import GRPOModule
+
+    seeds = []
+
+    def sample(policy, processor, batch, **_):
+        seeds.append(torch.initial_seed())
+        return Rollout(prompt=batch, prompt_index=torch.zeros(1, dtype=torch.long),
+                       completion_ids=torch.zeros(1, 1, dtype=torch.long),
+                       completion_mask=torch.ones(1, 1, dtype=torch.long), texts=[""])
+
+    monkeypatch.setattr(rollout, "sample", sample)
+    monkeypatch.setattr(rollout, "model_inputs", lambda batch: {"input_ids": torch.zeros(len(batch["clips"]), 2)})
+    monkeypatch.setattr(rollout, "concat", lambda parts, inputs, pad: parts)
+    module = SimpleNamespace(algo=GRPOConfig(seed_per_prompt=True), seed=0, rollout_batches=3, policy=None,
+                             processor=SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=0)), suppress_ids=(),
+                             end_ids=(), parameters_sharded=lambda: False)
+
+    def drawn(paths, clips):
+        seeds.clear()
+        GRPOModule.rollout(module, {"paths": paths, "clips": clips})
+        return list(seeds)
+
+    here = drawn(["/data/a/train/x.flac", "/data/a/train/y.flac"], ["train/x.flac", "train/y.flac"])
+    moved = drawn(["/cache/b/train/x.flac", "/cache/b/train/y.flac"], ["train/x.flac", "train/y.flac"])
+    assert here == moved  # the same clips in another folder: the same seeds
+    assert here[0] != here[1]  # two clips: two seeds

@@ -321,7 +321,8 @@ class GRPOModule(EmotionModule):
         """G completions per prompt, from seeds that make resumed (and, per prompt, re-split) runs draw the same.
 
         Step k samples from (seed, process, k); with ``seed_per_prompt`` each prompt's group is
-        sampled on its own from (seed, k, the clip), so that one process or several draw the same.
+        sampled on its own from (seed, k, the clip's name in its corpus), so that one process or several draw the
+        same, wherever the corpus lives.
         ``draw`` > 0 numbers the extra draws of dynamic sampling within a step.
         """
         cfg = self.algo
@@ -338,8 +339,8 @@ class GRPOModule(EmotionModule):
             return sample(batch)
         inputs = rollout.model_inputs(batch)
         parts = []
-        for i, path in enumerate(batch["paths"]):
-            key = {"seed": self.seed, "step": self.rollout_batches, "clip": path, **({"draw": draw} if draw else {})}
+        for i, clip in enumerate(batch["clips"]):  # the clip's name in its corpus: the same wherever the corpus lives
+            key = {"seed": self.seed, "step": self.rollout_batches, "clip": clip, **({"draw": draw} if draw else {})}
             torch.manual_seed(int(fingerprint(key), 16))
             part = sample({**{k: v[i : i + 1] for k, v in inputs.items()}})
             parts.append(rollout.Rollout(prompt=inputs, prompt_index=part.prompt_index + i, completion_ids=part.completion_ids,
