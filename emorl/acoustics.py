@@ -309,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="also score a listener who places the clips among this split's clips (e.g. train)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    items = SyntheticCorpus(Path(args.cache_dir) / "synthetic").items(args.split)
+    corpus = SyntheticCorpus(Path(args.cache_dir) / "synthetic")
+    items = corpus.items(args.split)
     items = items[: args.limit] if args.limit else items
     measure(np.sin(np.arange(8000) / 10).astype(np.float32))  # compile pyin's kernels outside the timing
     start = time.time()
@@ -324,7 +325,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("corpus tertiles against speaker tertiles (measuring exactly, not knowing the speaker): "
           + ", ".join(f"{a} {100 * s:.1f}%" for a, s in blind.items()))
     if args.cuts_from:  # read from (and kept in) the measurements runs keep: a training split is long to measure
-        corpus = SyntheticCorpus(Path(args.cache_dir) / "synthetic")
         other = corpus.items(args.cuts_from)
         other_measured = measure_items(other, prosody_cache(args.cache_dir, corpus))
         heard = ProsodyNorms.fit([other_measured[i.path] for i in other])
