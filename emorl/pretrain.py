@@ -48,7 +48,8 @@ def pretraining_clips(cfg: DictConfig, cache_dir: Path, lexicon=None):
         if not items:
             continue
         name = f"{getattr(corpus, 'name', 'corpus')}-{Path(str(corpus.dir)).name}-{split}"
-        measured = measure_items(items, cache_dir / "prosody" / f"pretrain-{name}.json")
+        measured = measure_items(items, cache_dir / "prosody" / f"pretrain-{name}.json",
+                                 workers=int(cfg.pretrain.get("measure_workers", 1)))
         norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
         made = [Clip(i, source, norms.levels(measured[i.path], i.speaker, among_corpus), measured[i.path])
                 for i in items]

@@ -139,6 +139,60 @@ def test_a_cache_written_by_an_older_measure_is_measured_again(tmp_path):
     assert "syllables_per_s" in json.loads(cache.read_text())[str(clip)]  # the cache holds the new measurement
 
 
+
+def _written_clips(tmp_path, rates):
+    """One wav per syllable rate in ``rates``, as corpus items (``path``)."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    items = []
+    for k, rate in enumerate(rates):
+        path = tmp_path / f"clip{k}.wav"
+        sf.write(path, syllables(rate), SR)
+        items.append(SimpleNamespace(path=str(path)))
+    return items
+
+
+def test_measuring_in_two_processes_gives_each_clip_the_measurement_of_one_process(tmp_path):
+    from emorl.acoustics import measure_items
+
+    items = _written_clips(tmp_path, [3.0, 5.0, 7.0])
+    one = measure_items(items, workers=1)
+    two = measure_items(items, tmp_path / "prosody.json", workers=2)
+    assert list(two) == [i.path for i in items]
+    for item in items:  # the same function on the same samples: the same numbers, clip by clip (not shuffled)
+        numbers = {k: v for k, v in one[item.path].items() if not isinstance(v, str)}
+        assert {k: two[item.path][k] for k in numbers} == pytest.approx(numbers, rel=1e-9, nan_ok=True)
+        assert two[item.path]["contour"] == one[item.path]["contour"]
+    assert [round(two[i.path]["syllables_per_s"]) for i in items] == [3, 5, 7]
+
+
+def test_an_interrupted_measurement_keeps_what_it_measured(tmp_path, monkeypatch):
+    import json
+
+    import emorl.acoustics as acoustics
+
+    items = _written_clips(tmp_path, [3.0, 5.0, 7.0])
+    real, calls = acoustics.measure, []
+
+    def fails_on_the_third(wav, sr=SR):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(wav, sr)
+
+    monkeypatch.setattr(acoustics, "measure", fails_on_the_third)
+    cache = tmp_path / "prosody.json"
+    with pytest.raises(KeyboardInterrupt):
+        acoustics.measure_items(items, cache, save_every=2)
+    assert sorted(json.loads(cache.read_text())) == [items[0].path, items[1].path]  # written before the failure
+    monkeypatch.setattr(acoustics, "measure", real)
+    calls.clear()
+    acoustics.measure_items(items, cache)  # the rerun measures only the clip that was left
+    assert sorted(json.loads(cache.read_text())) == sorted(i.path for i in items)
+
+
 def _clips(pitches):
     """Measurements whose pitch is ``pitches`` and whose other attributes are 1..12 over and over."""
     return [{"f0_median_hz": float(p), "syllables_per_s": float(k % 12 + 1), "energy_db": float(k % 12 + 1),
