@@ -34,7 +34,7 @@ def pretraining_clips(cfg: DictConfig, cache_dir: Path, lexicon=None):
     words from ``lexicon``); and the pretraining corpus's validation clips."""
     from hydra.utils import instantiate
 
-    from emorl.acoustics import ProsodyNorms, measure_items
+    from emorl.acoustics import ProsodyNorms, measure_items, prosody_cache
     from emorl.data.synthetic import SyntheticCorpus
     from emorl.pretraining.tasks import EXPERIMENT, PRETRAIN, SPEECH, Clip
 
@@ -47,8 +47,8 @@ def pretraining_clips(cfg: DictConfig, cache_dir: Path, lexicon=None):
         items = corpus.items(split)
         if not items:
             continue
-        name = f"{getattr(corpus, 'name', 'corpus')}-{Path(str(corpus.dir)).name}-{split}"
-        measured = measure_items(items, cache_dir / "prosody" / f"pretrain-{name}.json",
+        # the file training runs keep too: a clip is measured once, whichever command hears it first
+        measured = measure_items(items, prosody_cache(cache_dir, corpus),
                                  workers=int(cfg.pretrain.get("measure_workers", 1)))
         norms = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
         made = [Clip(i, source, norms.levels(measured[i.path], i.speaker, among_corpus), measured[i.path])

@@ -268,6 +268,23 @@ def test_the_attributes_corpus_levels_names_are_placed_among_the_corpus_in_every
     assert {among for _, among in asked} == {frozenset({"speed"})} and all(speaker for speaker, _ in asked)
 
 
+def test_a_clip_the_pretraining_measured_is_not_measured_again_by_a_training_run(tmp_path, monkeypatch):
+    from hydra.utils import instantiate
+
+    import emorl.acoustics as acoustics
+    from emorl.acoustics import measure_items, prosody_cache
+    from emorl.pretrain import pretraining_clips
+    from tests.conftest import pretrain_config
+
+    cfg = pretrain_config(tmp_path, "pretrain.measure_workers=1")
+    pretraining_clips(cfg, tmp_path)
+    measured = []
+    monkeypatch.setattr(acoustics, "measure", lambda wav, sr=16000: measured.append(1) or {})
+    experiment = instantiate(cfg.dataset.corpus)  # the data module of a training run reads this file
+    measure_items(experiment.items("train"), prosody_cache(tmp_path, experiment))
+    assert len(experiment.items("train")) == 14 and measured == []
+
+
 @pytest.mark.parametrize("names, message", [
     ("[tempo]", "unknown attributes \\['tempo'\\]"),  # a misspelt attribute
     ("[speed,contour]", "unknown attributes \\['contour'\\]"),  # the contour is a name, not a level
