@@ -275,8 +275,11 @@ def _measured(paths: Sequence[str], workers: int) -> Iterable[tuple[str, dict]]:
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: the parent may hold torch's threads, which a forked child can deadlock on
-    with ProcessPoolExecutor(min(workers, len(paths)), mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(min(workers, len(paths)), mp_context=multiprocessing.get_context("spawn"))
+    try:
         yield from zip(paths, pool.map(_measure_file, paths, chunksize=8), strict=True)
+    finally:  # stopped early (an error, an interrupt): the clips not yet measured are dropped, not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_json(path: Path | None, data) -> None:
