@@ -1,0 +1,63 @@
+"""How often an ESR answer's prosody claims name the clip's level in two frames of reference.
+
+    python docs/results/analysis/claims_by_level_frame.py outputs/pretrain/base12/zero_shot/esr/predictions.jsonl \
+        --cache <cache> --split test
+
+Per attribute, the share of ``<prosody>`` claims ("speed fast") that equal the clip's level among *its speaker's*
+clips of the split (the level faithfulness scores) and among the *training split's* clips (what a listener who
+never heard the voice can know; the frame ``pretrain.corpus_levels`` trains on), and how often those two levels
+agree (the ceiling of a listener who measures exactly in the second frame).  ``--cache``: emorl's cache folder
+(the default synthetic corpus and its measurements in ``prosody/*.json``, as evaluations and pretraining wrote them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from emorl.acoustics import LEVEL_NAMES, ProsodyNorms
+from emorl.data.synthetic import SyntheticCorpus
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions")
+    parser.add_argument("--cache", default=".cache")
+    parser.add_argument("--split", default="test")
+    args = parser.parse_args()
+    corpus = SyntheticCorpus(Path(args.cache).resolve() / "synthetic")  # measurements are keyed by absolute paths
+    measured: dict[str, dict] = {}
+    for path in sorted((Path(args.cache) / "prosody").glob("*.json")):
+        measured.update(json.loads(path.read_text()))
+    items = {i.path: i for i in corpus.items(args.split)}
+    missing = [p for p in [*items, *(i.path for i in corpus.items("train"))] if p not in measured]
+    if missing:
+        raise SystemExit(f"{len(missing)} clips have no measurement in {args.cache}/prosody (e.g. {missing[0]}): "
+                         "evaluate the split and pretrain (or train) on the corpus first")
+    own = ProsodyNorms.fit([measured[p] for p in items], [i.speaker for i in items.values()])
+    heard = ProsodyNorms.fit([measured[i.path] for i in corpus.items("train")])
+    counts = {a: [0, 0, 0, 0] for a in LEVEL_NAMES}  # claims, = speaker level, = training-split level, levels agree
+    for line in Path(args.predictions).read_text().splitlines():
+        row = json.loads(line)
+        section = re.search(r"<prosody>(.*?)</prosody>", row["text"])
+        if section is None or row["path"] not in items:
+            continue
+        by_speaker = own.levels(measured[row["path"]], items[row["path"]].speaker)
+        by_corpus = heard.levels(measured[row["path"]], among_corpus=tuple(LEVEL_NAMES))
+        for attribute, c in counts.items():
+            claim = re.search(rf"{attribute} (\w+)", section.group(1))
+            if claim and attribute in by_speaker and attribute in by_corpus:
+                c[0] += 1
+                c[1] += claim.group(1) == by_speaker[attribute]
+                c[2] += claim.group(1) == by_corpus[attribute]
+                c[3] += by_corpus[attribute] == by_speaker[attribute]
+    for attribute, (n, speaker, train, agree) in counts.items():
+        if n:
+            print(f"{attribute}: {n} claims; = speaker level {100 * speaker / n:.1f}%, = training-split level "
+                  f"{100 * train / n:.1f}% (the two levels agree {100 * agree / n:.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
