@@ -254,9 +254,9 @@ def measure_items(items: Sequence, cache: Path | None = None, workers: int = 1, 
         known[path] = measurement
         if n % save_every == 0:
             log.info("prosody measured for %d of %d clips", n, len(missing))
-            _write_json(cache, known)
+            _keep(cache, known)
     if missing:
-        _write_json(cache, known)
+        _keep(cache, known)
     return {i.path: known[i.path] for i in items}
 
 
@@ -282,13 +282,11 @@ def _measured(paths: Sequence[str], workers: int) -> Iterable[tuple[str, dict]]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_json(path: Path | None, data) -> None:
-    if path is None:
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_suffix(".partial")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+def _keep(cache: Path | None, known: dict) -> None:
+    from emorl.results import write_text_atomic
+
+    if cache is not None:
+        write_text_atomic(cache, json.dumps(known))
 
 
 def shared_levels(pairs: Iterable[tuple[Mapping, Mapping]]) -> dict[str, float]:

@@ -139,7 +139,6 @@ def test_a_cache_written_by_an_older_measure_is_measured_again(tmp_path):
     assert "syllables_per_s" in json.loads(cache.read_text())[str(clip)]  # the cache holds the new measurement
 
 
-
 def _written_clips(tmp_path, rates):
     """One wav per syllable rate in ``rates``, as corpus items (``path``)."""
     from types import SimpleNamespace
