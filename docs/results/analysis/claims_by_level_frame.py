@@ -7,7 +7,7 @@ Per attribute, the share of ``<prosody>`` claims ("speed fast") that equal the c
 clips of the split (the level faithfulness scores) and among the *training split's* clips (what a listener who
 never heard the voice can know; the frame ``pretrain.corpus_levels`` trains on), and how often those two levels
 agree (the ceiling of a listener who measures exactly in the second frame).  ``--cache``: emorl's cache folder
-(the default synthetic corpus and its measurements in ``prosody/*.json``, as evaluations and pretraining wrote them).
+(the default synthetic corpus and its measurement file; clips it lacks are measured first).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from emorl.acoustics import LEVEL_NAMES, ProsodyNorms
+from emorl.acoustics import LEVEL_NAMES, ProsodyNorms, measure_items, prosody_cache
 from emorl.data.synthetic import SyntheticCorpus
 
 
@@ -28,16 +28,12 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
     corpus = SyntheticCorpus(Path(args.cache).resolve() / "synthetic")  # measurements are keyed by absolute paths
-    measured: dict[str, dict] = {}
-    for path in sorted((Path(args.cache) / "prosody").glob("*.json")):
-        measured.update(json.loads(path.read_text()))
     items = {i.path: i for i in corpus.items(args.split)}
-    missing = [p for p in [*items, *(i.path for i in corpus.items("train"))] if p not in measured]
-    if missing:
-        raise SystemExit(f"{len(missing)} clips have no measurement in {args.cache}/prosody (e.g. {missing[0]}): "
-                         "evaluate the split and pretrain (or train) on the corpus first")
+    train = corpus.items("train")
+    # the corpus's measurement file, as evaluations and training runs keep it; what it lacks is measured now
+    measured = measure_items([*items.values(), *train], prosody_cache(Path(args.cache).resolve(), corpus), workers=2)
     own = ProsodyNorms.fit([measured[p] for p in items], [i.speaker for i in items.values()])
-    heard = ProsodyNorms.fit([measured[i.path] for i in corpus.items("train")])
+    heard = ProsodyNorms.fit([measured[i.path] for i in train])
     counts = {a: [0, 0, 0, 0] for a in LEVEL_NAMES}  # claims, = speaker level, = training-split level, levels agree
     for line in Path(args.predictions).read_text().splitlines():
         row = json.loads(line)

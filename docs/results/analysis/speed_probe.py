@@ -13,13 +13,12 @@ rate placed among the training split's clips is the ceiling of that second figur
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emorl.acoustics import LEVEL_NAMES, ProsodyNorms, level_of, tertiles
+from emorl.acoustics import LEVEL_NAMES, ProsodyNorms, level_of, measure_items, prosody_cache, tertiles
 from emorl.data.audio import load_audio
 from emorl.data.synthetic import SyntheticCorpus
 from emorl.models.loading import load_backbone
@@ -51,25 +50,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     corpus = SyntheticCorpus(Path(args.cache).resolve() / "synthetic")  # measurements are keyed by absolute paths
-    measured: dict[str, dict] = {}
-    for path in sorted((Path(args.cache) / "prosody").glob("*.json")):
-        measured.update(json.loads(path.read_text()))
     train, test = corpus.items("train"), corpus.items("test")
+    measured = measure_items([*train, *test], prosody_cache(Path(args.cache).resolve(), corpus), workers=2)
     model, processor = load_backbone(args.model)
-    rate = lambda items: np.log([measured[i.path]["syllables_per_s"] for i in items])
+    rate_train, rate_test = (np.log([measured[i.path]["syllables_per_s"] for i in items]) for items in (train, test))
     x_train, x_test = tower_features(model, processor, [i.path for i in train]), tower_features(model, processor, [i.path for i in test])
-    probe = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x_train, rate(train))
+    probe = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x_train, rate_train)
     predicted_train, predicted = probe.predict(x_train), probe.predict(x_test)
     names = LEVEL_NAMES["speed"]
     own = ProsodyNorms.fit([measured[i.path] for i in test], [i.speaker for i in test])
     by_speaker = [own.levels(measured[i.path], i.speaker).get("speed") for i in test]
-    cuts_measured = tertiles(rate(train))
-    by_corpus = [level_of(r, cuts_measured, names) for r in rate(test)]
+    by_corpus = [level_of(r, tertiles(rate_train), names) for r in rate_test]
     probe_levels = [level_of(r, tertiles(predicted_train), names) for r in predicted]
     share = lambda a, b: 100 * float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
     print(f"{args.model}: probe of log syllable rate from the frozen tower, {len(train)} training clips, {len(test)} test clips")
-    print(f"  correlation with the measured rate: train {np.corrcoef(predicted_train, rate(train))[0, 1]:.3f}, "
-          f"test {np.corrcoef(predicted, rate(test))[0, 1]:.3f}")
+    print(f"  correlation with the measured rate: train {np.corrcoef(predicted_train, rate_train)[0, 1]:.3f}, "
+          f"test {np.corrcoef(predicted, rate_test)[0, 1]:.3f}")
     print(f"  probe level = speaker level {share(probe_levels, by_speaker):.1f}%, = training-split level "
           f"{share(probe_levels, by_corpus):.1f}%; exact listener (training-split level) = speaker level "
           f"{share(by_corpus, by_speaker):.1f}%")
