@@ -16,6 +16,7 @@ task               what it asks                                                 
 ``attribute``      the *measured* level of pitch, speed, volume or intonation              both
 ``describe``       the measured levels of every attribute, in words                        both
 ``compare``        which of two clips is higher, faster, louder, livelier (measured)       both
+``rate``           the measured speaking rate itself, in half syllables per second         both
 ``word_meaning``   the emotion a word or sentence conveys (a published lexicon; no audio)  none
 ``heard_meaning``  the emotion the lexicon gives the key word the speaker says             both
 ``emotion``        the emotion of a clip, several corpora's label names                    pretrain
@@ -87,6 +88,9 @@ HEARD_MEANING_QUESTION = "Which emotion does the key word the speaker says conve
 TRANSCRIBE_QUESTION = DESCRIPTION_TASKS["transcript"]
 DESCRIBE_QUESTION = DESCRIPTION_TASKS["prosody"]
 COMPARE_OPTIONS = " Options: first, second."
+RATE_QUESTION = "About how many syllables per second does the speaker say?"
+#: The rate task's answers are multiples of this many syllables per second.
+RATE_STEP = 0.5
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,28 @@ def compare(tasks: PretrainTasks, rng) -> Example:
     return fallback
 
 
+def rate_answer(syllables_per_s: float) -> str:
+    """A measured speaking rate as the rate task says it: the nearest multiple of :data:`RATE_STEP`.
+
+    >>> rate_answer(4.26), rate_answer(4.24), rate_answer(7.0)
+    ('4.5', '4.0', '7.0')
+    """
+    return f"{round(syllables_per_s / RATE_STEP) * RATE_STEP:.1f}"
+
+
+def rate(tasks: PretrainTasks, rng) -> Example:
+    """The clip's measured speaking rate itself (free answer), finer than its level: the speed levels and the ESR
+    speed claims place one clip among its voice's, which a base hearing only large differences of rate cannot
+    (docs/results.md: speed asked three times as often ranked two clips, not one)."""
+    clip = tasks.clip(rng)
+    measured = clip.measurement.get("syllables_per_s")
+    if measured is None or not np.isfinite(measured):  # nothing measurable (silence): ask what was said instead
+        fallback = transcribe(tasks, rng)
+        fallback.task = "transcribe"
+        return fallback
+    return tasks.answered(clip, RATE_QUESTION, rate_answer(float(measured)))
+
+
 def word_meaning(tasks: PretrainTasks, rng) -> Example:
     """A lexicon word (or a sentence framing it), the emotion it conveys; text only, IR or EUR."""
     points = sorted(tasks.lexicon)
@@ -413,6 +439,7 @@ TASKS: dict[str, Callable[[PretrainTasks, np.random.Generator], Example]] = {
     "attribute": attribute,
     "describe": describe_prosody,
     "compare": compare,
+    "rate": rate,
     "word_meaning": word_meaning,
     "heard_meaning": heard_meaning,
     "emotion": emotion,
