@@ -283,9 +283,21 @@ def _measured(paths: Sequence[str], workers: int) -> Iterable[tuple[str, dict]]:
 
 
 def _keep(cache: Path | None, known: dict) -> None:
+    """Write ``known`` into ``cache`` together with what another command wrote there since it was read (two
+    evaluations of one corpus side by side each measure clips into the same file): under a lock beside the file,
+    read it again, add ``known`` over it, write it whole (atomically).  ``known`` gains the file's other clips."""
+    import fcntl
+
     from emorl.results import write_text_atomic
 
-    if cache is not None:
+    if cache is None:
+        return
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_name(cache.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if cache.exists():
+            known.update({path: m for path, m in json.loads(cache.read_text()).items() if path not in known})
         write_text_atomic(cache, json.dumps(known))
 
 

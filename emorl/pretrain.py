@@ -105,8 +105,9 @@ def style_words(style) -> set[str]:
     return {w.lower() for text in texts for w in text.replace("{kw}", " ").replace("{topic}", " ").split()}
 
 
-def validation_examples(val_clips, n: int, audio, seed: int):
-    """``n`` validation clips of the pretraining corpus, each asked what was said and (IR) its emotion."""
+def validation_examples(val_clips, n: int, audio, seed: int, formats=("ir",)):
+    """``n`` validation clips of the pretraining corpus, each asked what was said and its emotion in each of
+    ``formats`` (reasoning strategy names; the emotion examples' task is ``emotion/<format>``)."""
     from emorl.data.batching import Example
     from emorl.emotions import label_set
     from emorl.pretraining.tasks import TRANSCRIBE_QUESTION
@@ -114,14 +115,14 @@ def validation_examples(val_clips, n: int, audio, seed: int):
 
     rng = np.random.default_rng(seed)
     picked = [val_clips[int(i)] for i in rng.permutation(len(val_clips))[:n]]
-    labels, ir = label_set("meld"), get_strategy("ir")
+    labels, strategies = label_set("meld"), {name: get_strategy(name) for name in formats}
     out = []
     for clip in picked:
         wav = audio(clip.item.path)
         out.append(Example(audio=wav, text=f"{TRANSCRIBE_QUESTION} Give the answer inside <answer></answer>.",
                            label=clip.item.transcript, item=clip.item, task="transcribe"))
-        out.append(Example(audio=wav, text=ir.prompt(labels), label=clip.item.label, options=labels, item=clip.item,
-                           task="emotion"))
+        out += [Example(audio=wav, text=strategy.prompt(labels), label=clip.item.label, options=labels, item=clip.item,
+                        task=f"emotion/{name}") for name, strategy in strategies.items()]
     return out
 
 
@@ -235,7 +236,8 @@ def _pretraining_run(cfg: DictConfig, run_dir: Path, tasks, model, processor, va
                             min_lr_ratio=p.min_lr_ratio, max_new_tokens=p.max_new_tokens,
                             suppress_ids=suppressed_token_ids(processor), end_ids=end_token_ids(model, processor))
     data = MixtureData(tasks, Collator(processor), batch_size=int(p.batch_size), steps=int(p.steps),
-                       val_examples=validation_examples(val_clips, int(p.val_clips), audio, int(cfg.seed)))
+                       val_examples=validation_examples(val_clips, int(p.val_clips), audio, int(cfg.seed),
+                                                     formats=tuple(p.val_formats)))
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer = hydra.utils.instantiate(
         cfg.trainer, logger=CSVLogger(run_dir, name="csv", version=""),

@@ -192,6 +192,30 @@ def test_an_interrupted_measurement_keeps_what_it_measured(tmp_path, monkeypatch
     assert sorted(json.loads(cache.read_text())) == sorted(i.path for i in items)
 
 
+def test_two_commands_measuring_one_corpus_at_once_keep_both_their_measurements(tmp_path, monkeypatch):
+    """Two commands measure different clips into one corpus's file at once (two evaluations side by side): the file
+    ends with every clip either measured, not only the last writer's."""
+    import json
+
+    import emorl.acoustics as acoustics
+
+    items = _written_clips(tmp_path, [3.0, 5.0, 7.0, 4.0])
+    cache = tmp_path / "prosody.json"
+    real, other_ran = acoustics.measure, []
+
+    def the_other_command_writes_meanwhile(wav, sr=SR):
+        if not other_ran:  # while this command measures its first clip, the other measures and writes its two
+            other_ran.append(1)
+            acoustics.measure_items(items[2:], cache)
+            assert sorted(json.loads(cache.read_text())) == sorted(i.path for i in items[2:])
+        return real(wav, sr)
+
+    monkeypatch.setattr(acoustics, "measure", the_other_command_writes_meanwhile)
+    mine = acoustics.measure_items(items[:2], cache)
+    assert sorted(mine) == sorted(i.path for i in items[:2])
+    assert sorted(json.loads(cache.read_text())) == sorted(i.path for i in items)
+
+
 def _clips(pitches):
     """Measurements whose pitch is ``pitches`` and whose other attributes are 1..12 over and over."""
     return [{"f0_median_hz": float(p), "syllables_per_s": float(k % 12 + 1), "energy_db": float(k % 12 + 1),

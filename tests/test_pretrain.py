@@ -142,6 +142,45 @@ def test_a_clip_with_no_measured_rate_is_asked_what_was_said_instead():
     assert all(answer(ex) == ex.item.transcript for ex in made)
 
 
+OPTIONS = ("neutral", "joy", "anger")
+# (task, answer block, gold): one validation record each; the metrics below count them by answer format
+VALIDATION_RECORDS = [
+    ("transcribe", "the game was fun", "the game was fun"),  # heard right
+    ("transcribe", "the game was", "the game was fun"),      # one word of four missed: WER 1/8 over both
+    ("emotion/ir", "joy", "joy"),                            # IR: right
+    ("emotion/ir", "anger", "joy"),                          # IR: wrong but an option
+    ("emotion/esr", "joy", "joy"),                           # ESR: right
+    ("emotion/esr", "unhappy", "joy"),                       # ESR: a heard word, no option: unparsed
+    ("emotion/esr", None, "anger"),                          # ESR: no answer block: unparsed
+    ("emotion/esr", "anger", "neutral"),                     # ESR: wrong but an option
+]
+
+
+def test_validation_counts_each_formats_unparsed_answers_apart():
+    from emorl.modules.pretrain import validation_metrics
+
+    records = [{"task": t, "answer": a, "gold": g, "options": OPTIONS} for t, a, g in VALIDATION_RECORDS]
+    values = validation_metrics(records)
+    assert set(values) == {"val/wer", "val/emotion_accuracy", "val/unparsed", "val/emotion_accuracy/esr",
+                           "val/unparsed/esr"}
+    assert values["val/wer"] == pytest.approx(1 / 8)
+    assert values["val/emotion_accuracy"] == pytest.approx(0.5) and values["val/unparsed"] == 0.0
+    assert values["val/emotion_accuracy/esr"] == pytest.approx(0.25)
+    assert values["val/unparsed/esr"] == pytest.approx(0.5)
+
+
+def test_validation_asks_each_clip_its_emotion_in_every_format_and_what_was_said():
+    from emorl.pretrain import validation_examples
+
+    val = [clip(200 + k, PRETRAIN, LABELS[k % 7], split="val") for k in range(5)]
+    made = validation_examples(val, 3, lambda path: np.zeros(8, np.float32), seed=0, formats=("ir", "esr"))
+    assert [ex.task for ex in made] == ["transcribe", "emotion/ir", "emotion/esr"] * 3
+    for said, ir, esr in zip(made[::3], made[1::3], made[2::3], strict=True):
+        assert said.item is ir.item is esr.item and said.label == said.item.transcript and ir.label == said.item.label
+        assert ir.text == get_strategy("ir").prompt(ir.options) and esr.text == get_strategy("esr").prompt(esr.options)
+    assert len({ex.item.path for ex in made}) == 3
+
+
 def test_comparisons_name_the_clip_with_more_of_the_attribute():
     t = only("compare")
     checked = 0
@@ -475,7 +514,7 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     summary = json.loads((straight / "pretrain.json").read_text())
     assert summary["steps"] == 6 and summary["examples"] == 18, out[-2000:]
     assert summary["clips"] == {"experiment_train": 14, "pretrain_train": 14, "pretrain_val": 7, "speech_train": 0}
-    assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy"}
+    assert set(summary["validation"]) >= {"val/wer", "val/emotion_accuracy", "val/unparsed/eur", "val/unparsed/esr"}
     # the room the build checked for before its first step holds the files it wrote, and not many times over
     model, _ = load_backbone(straight / "model")
     counted = checkpoint_bytes(tensor_bytes(model.state_dict().values()), optimizer_bytes(model.parameters()))

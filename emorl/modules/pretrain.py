@@ -3,9 +3,11 @@
 The LightningModule wires :mod:`emorl.pretraining.tasks`'s examples to the backbone: cross-entropy
 on the response tokens (the collator masks prompt and padding), AdamW with a linear warm-up and
 a cosine decay, the loss of each task logged apart.  Validation asks the *pretraining* corpus's
-validation clips (never an experiment clip) what was said and which emotion they express,
-greedily, and logs the word error rate and the emotion accuracy: how far the base hears words
-and emotion, while it trains.
+validation clips (never an experiment clip) what was said and which emotion they express (in
+each answer format of ``pretrain.val_formats``), greedily, and logs the word error rate, the emotion
+accuracy and the share of answers naming no option per format: how far the base hears words and
+emotion while it trains, and whether a format's answers stop naming an option (a base that answers
+ESR questions with a heard word shows it here, before any evaluation).
 """
 
 from __future__ import annotations
@@ -58,6 +60,34 @@ def cosine_with_warmup(step: int, warmup: int, total: int, floor: float) -> floa
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def validation_metrics(records: list[dict]) -> dict[str, float]:
+    """The validation figures of greedy answers: ``val/wer`` over the ``transcribe`` records; per answer format
+    ``f`` of the ``emotion/<f>`` records, the accuracy and the share naming no option (``val/emotion_accuracy``
+    and ``val/unparsed`` for IR, the keys of earlier builds; ``.../<f>`` for the others).
+
+    Args:
+        records: dicts with ``task``, ``answer`` (the answer block's text, None when there is none), ``gold``
+            and ``options``.
+    """
+    import jiwer
+
+    values = {}
+    said = [r for r in records if r["task"] == "transcribe"]
+    if said:
+        values["val/wer"] = float(jiwer.wer([r["gold"] for r in said], [(r["answer"] or "").strip() for r in said]))
+    asked = defaultdict(list)
+    for r in records:
+        kind, _, name = r["task"].partition("/")
+        if kind == "emotion":
+            asked[name or "ir"].append(r)
+    for name, group in sorted(asked.items()):
+        suffix = "" if name == "ir" else f"/{name}"
+        preds = [parse_label(r["answer"], r["options"]) for r in group]
+        values[f"val/emotion_accuracy{suffix}"] = sum(p == r["gold"] for p, r in zip(preds, group, strict=True)) / len(group)
+        values[f"val/unparsed{suffix}"] = sum(p is None for p in preds) / len(group)
+    return values
 
 
 class PretrainModule(L.LightningModule):
@@ -140,18 +170,8 @@ class PretrainModule(L.LightningModule):
             self._val.append({"task": task, "answer": self.strategy.extract_answer(text), "gold": gold, "options": options})
 
     def on_validation_epoch_end(self) -> None:
-        import jiwer
-
         records, self._val = self._val, []
-        said = [r for r in records if r["task"] == "transcribe"]
-        asked = [r for r in records if r["task"] == "emotion"]
-        values = {}
-        if said:
-            values["val/wer"] = float(jiwer.wer([r["gold"] for r in said], [(r["answer"] or "").strip() for r in said]))
-        if asked:
-            preds = [parse_label(r["answer"], r["options"]) for r in asked]
-            values["val/emotion_accuracy"] = sum(p == r["gold"] for p, r in zip(preds, asked, strict=True)) / len(asked)
-            values["val/unparsed"] = sum(p is None for p in preds) / len(asked)
+        values = validation_metrics(records)
         if values:
             self.log_dict(values, sync_dist=True)
         self.last_val = values
