@@ -95,3 +95,38 @@ def test_esr_sections_counts_outcomes_and_accuracy_per_source(tmp_path):
     pretrained = next(line for line in out.splitlines() if "a pretraining-corpus key word" in line)
     assert heard.split()[-1] == "1.00" and " 1 " in heard  # one answer, right
     assert pretrained.split()[-1] == "0.50" and " 2 " in pretrained  # two answers: fear for fear (right), fear for disgust
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"docs/results/analysis/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_claims_by_level_frame_scores_each_claim_in_the_speakers_and_the_training_splits_frame():
+    from emorl.data.corpus import Item
+
+    def measured(rate: float) -> dict:
+        return {"syllables_per_s": rate, "f0_median_hz": 100 + rate, "energy_db": -30 + rate, "f0_range_st": rate}
+
+    # one test speaker whose 12 clips talk at 1..12 syllables/s: by speaker slow 1-4, medium 5-8, fast 9-12;
+    # the training split's tertile cuts are 5.0 and 15.3: 1-4 slow, 5-12 medium
+    test = {f"t{r}.flac": Item(path=f"t{r}.flac", label="joy", speaker="a", split="test") for r in range(1, 13)}
+    train = [Item(path=f"r{k}.flac", label="joy", speaker="b", split="train") for k in range(6)]
+    rates = {**{f"t{r}.flac": float(r) for r in range(1, 13)},
+             **{f"r{k}.flac": r for k, r in enumerate((0.5, 1.0, 7.0, 8.0, 30.0, 40.0))}}
+    measurements = {path: measured(rate) for path, rate in rates.items()}
+    fast = "<think><prosody>pitch high, speed fast</prosody></think><answer>joy</answer>"
+    slow = fast.replace("speed fast", "speed slow")
+    rows = [{"path": f"t{r}.flac", "text": slow if r <= 4 else fast} for r in range(1, 13)]
+    rows += [{"path": "t1.flac", "text": "<answer>joy</answer>"},  # no prosody section: not counted
+             {"path": "r0.flac", "text": slow}]                    # not a clip of the split: not counted
+    counts = load_script("claims_by_level_frame").count_claims(rows, test, train, measurements)
+    # slow claims (1-4) are right in both frames, fast claims right by speaker for 9-12 only, never by the corpus
+    assert counts["speed"] == [12, 8, 4, 8]
+    # pitch: the 12 claims say high; high by speaker for 9-12 (f0 tracks the rate), by the corpus for none
+    assert counts["pitch"] == [12, 4, 0, 8]
+    assert counts["volume"] == [0, 0, 0, 0] and counts["intonation"] == [0, 0, 0, 0]

@@ -15,10 +15,42 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from emorl.acoustics import LEVEL_NAMES, ProsodyNorms, measure_items, prosody_cache
+from emorl.data.corpus import Item
 from emorl.data.synthetic import SyntheticCorpus
+
+
+def count_claims(rows: Iterable[Mapping], items: Mapping[str, Item], train: Sequence[Item],
+                 measured: Mapping[str, Mapping]) -> dict[str, list[int]]:
+    """Per attribute, [claims, claims = speaker level, claims = training-split level, clips whose two levels agree].
+
+    Args:
+        rows: answers (``path``, ``text``); answers with no ``<prosody>`` section or about a clip not in ``items``
+            are not counted.
+        items: path -> the split's items (their speakers' levels are fitted on them).
+        train: the training split's items (the corpus frame is fitted on them).
+        measured: path -> measurement (:func:`emorl.acoustics.measure`) of every item of both.
+    """
+    own = ProsodyNorms.fit([measured[p] for p in items], [i.speaker for i in items.values()])
+    heard = ProsodyNorms.fit([measured[i.path] for i in train])
+    counts = {a: [0, 0, 0, 0] for a in LEVEL_NAMES}
+    for row in rows:
+        section = re.search(r"<prosody>(.*?)</prosody>", row["text"])
+        if section is None or row["path"] not in items:
+            continue
+        by_speaker = own.levels(measured[row["path"]], items[row["path"]].speaker)
+        by_corpus = heard.levels(measured[row["path"]], among_corpus=tuple(LEVEL_NAMES))
+        for attribute, c in counts.items():
+            claim = re.search(rf"{attribute} (\w+)", section.group(1))
+            if claim and attribute in by_speaker and attribute in by_corpus:
+                c[0] += 1
+                c[1] += claim.group(1) == by_speaker[attribute]
+                c[2] += claim.group(1) == by_corpus[attribute]
+                c[3] += by_corpus[attribute] == by_speaker[attribute]
+    return counts
 
 
 def main() -> None:
@@ -32,27 +64,11 @@ def main() -> None:
     train = corpus.items("train")
     # the corpus's measurement file, as evaluations and training runs keep it; what it lacks is measured now
     measured = measure_items([*items.values(), *train], prosody_cache(Path(args.cache).resolve(), corpus), workers=2)
-    own = ProsodyNorms.fit([measured[p] for p in items], [i.speaker for i in items.values()])
-    heard = ProsodyNorms.fit([measured[i.path] for i in train])
-    counts = {a: [0, 0, 0, 0] for a in LEVEL_NAMES}  # claims, = speaker level, = training-split level, levels agree
-    for line in Path(args.predictions).read_text().splitlines():
-        row = json.loads(line)
-        section = re.search(r"<prosody>(.*?)</prosody>", row["text"])
-        if section is None or row["path"] not in items:
-            continue
-        by_speaker = own.levels(measured[row["path"]], items[row["path"]].speaker)
-        by_corpus = heard.levels(measured[row["path"]], among_corpus=tuple(LEVEL_NAMES))
-        for attribute, c in counts.items():
-            claim = re.search(rf"{attribute} (\w+)", section.group(1))
-            if claim and attribute in by_speaker and attribute in by_corpus:
-                c[0] += 1
-                c[1] += claim.group(1) == by_speaker[attribute]
-                c[2] += claim.group(1) == by_corpus[attribute]
-                c[3] += by_corpus[attribute] == by_speaker[attribute]
-    for attribute, (n, speaker, train, agree) in counts.items():
+    rows = (json.loads(line) for line in Path(args.predictions).read_text().splitlines())
+    for attribute, (n, speaker, train_level, agree) in count_claims(rows, items, train, measured).items():
         if n:
             print(f"{attribute}: {n} claims; = speaker level {100 * speaker / n:.1f}%, = training-split level "
-                  f"{100 * train / n:.1f}% (the two levels agree {100 * agree / n:.1f}%)")
+                  f"{100 * train_level / n:.1f}% (the two levels agree {100 * agree / n:.1f}%)")
 
 
 if __name__ == "__main__":
