@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -71,6 +73,25 @@ class CheckpointOnSigterm(Callback):
             return
         trainer.save_checkpoint(self.path)
         log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
+
+
+#: The exit status of a command stopped by SIGTERM (128 + 15, what a shell reports for a process the signal ended).
+SIGTERM_EXIT = 143
+
+
+@contextmanager
+def exit_on_sigterm(trainer, run_dir: Path) -> Iterator[None]:
+    """Turn Lightning's stop on SIGTERM into exit status :data:`SIGTERM_EXIT` and a line saying how to continue.
+
+    Lightning stops ``fit`` on SIGTERM by raising ``SIGTERMException``, a ``SystemExit`` without a code: uncaught, a
+    command stopped half-way would exit 0, as if it had finished, and a script running it would go on.
+    """
+    try:
+        yield
+    except SIGTERMException:
+        log.warning("terminated at step %d; rerun the same command with hydra.run.dir=%s to continue from %s",
+                    trainer.global_step, run_dir, Path(run_dir) / "checkpoints" / "last.ckpt")
+        raise SystemExit(SIGTERM_EXIT) from None
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

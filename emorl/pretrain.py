@@ -138,7 +138,7 @@ def _pretrain(cfg: DictConfig) -> dict:
     import lightning as L
 
     from emorl.builders import use_threads
-    from emorl.checkpointing import check_room_for_checkpoints, resume_path
+    from emorl.checkpointing import check_room_for_checkpoints, exit_on_sigterm, resume_path
     from emorl.pretraining.lexicon import read_lexicon
 
     use_threads(cfg)
@@ -156,7 +156,8 @@ def _pretrain(cfg: DictConfig) -> dict:
     # before the first step: last.ckpt and the one written beside it, and the model
     check_room_for_checkpoints(run_dir / "checkpoints", kept=module.state_dict().values(),
                                trainable=model.parameters(), exported=model.state_dict().values(), copies=2)
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    with exit_on_sigterm(trainer, run_dir):
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
     if not trainer.is_global_zero:
         return {}
     out = run_dir / "model"

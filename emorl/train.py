@@ -49,9 +49,8 @@ class Prepared:
 
 
 def _train(cfg: DictConfig) -> tuple[dict, dict]:
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     from emorl import builders
+    from emorl.checkpointing import exit_on_sigterm
 
     run = _preflight(cfg)
     if not run.trains:
@@ -59,28 +58,25 @@ def _train(cfg: DictConfig) -> tuple[dict, dict]:
     module, trainer, loggers, callbacks = _build(cfg, run)
     metrics: dict = {"run_dir": str(run.run_dir), "seed": int(cfg.seed), "algo": cfg.algo.name}
     try:
-        if cfg.eval.base:
-            metrics["base"] = _base_metrics(run, module, trainer)
-        start = time.time()
-        if run.resume is not None:
-            log.info("resuming from %s", run.resume)
-        trainer.fit(module, datamodule=run.datamodule, ckpt_path=run.resume)
-        wall = time.time() - start
-        final = module.final_train_metrics  # before testing a checkpoint, whose loading restores its own window
-        selected = _selected_checkpoint(cfg, callbacks["best"].best_model_path)
-        trainer.test(module, datamodule=run.datamodule, verbose=False, ckpt_path=selected)
-        metrics["trained"] = module.eval_results["test"]
-        metrics["train"] = _train_summary(module, trainer, wall, final, selected)
-        metrics["data"] = run.datamodule.summary()
-        if trainer.is_global_zero:
-            _save_results(run.run_dir, metrics, run.labels, module.eval_records)  # the metrics first: a failed export keeps them
-            if cfg.save_model:
-                _export(cfg, run, module)
-            _cross_corpus(metrics, run.cross_corpus, trainer.world_size, None, run.run_dir)
-    except SIGTERMException:
-        log.warning("terminated at step %d; rerun the same command with hydra.run.dir=%s to continue from %s",
-                    trainer.global_step, run.run_dir, run.run_dir / "checkpoints" / "last.ckpt")
-        raise SystemExit(143) from None
+        with exit_on_sigterm(trainer, run.run_dir):
+            if cfg.eval.base:
+                metrics["base"] = _base_metrics(run, module, trainer)
+            start = time.time()
+            if run.resume is not None:
+                log.info("resuming from %s", run.resume)
+            trainer.fit(module, datamodule=run.datamodule, ckpt_path=run.resume)
+            wall = time.time() - start
+            final = module.final_train_metrics  # before testing a checkpoint, whose loading restores its own window
+            selected = _selected_checkpoint(cfg, callbacks["best"].best_model_path)
+            trainer.test(module, datamodule=run.datamodule, verbose=False, ckpt_path=selected)
+            metrics["trained"] = module.eval_results["test"]
+            metrics["train"] = _train_summary(module, trainer, wall, final, selected)
+            metrics["data"] = run.datamodule.summary()
+            if trainer.is_global_zero:
+                _save_results(run.run_dir, metrics, run.labels, module.eval_records)  # the metrics first: a failed export keeps them
+                if cfg.save_model:
+                    _export(cfg, run, module)
+                _cross_corpus(metrics, run.cross_corpus, trainer.world_size, None, run.run_dir)
     finally:
         builders.finish_loggers(loggers)
     return metrics, {"module": module, "trainer": trainer, "datamodule": run.datamodule}

@@ -492,7 +492,7 @@ def launch_pretrain(run_dir, cache, *extra):
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen([sys.executable, "-m", "emorl.pretrain", *PRETRAIN_SMALL, f"paths.cache_dir={cache}",
                              f"hydra.run.dir={run_dir}", *extra], env=env, cwd=Path(__file__).parents[1],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 @pytest.mark.slow
@@ -529,6 +529,46 @@ def test_the_pretraining_command_builds_a_base_and_a_killed_build_resumes_to_the
     assert json.loads((killed / "pretrain.json").read_text())["steps"] == 6, out[-2000:]
     assert "Restored" in out or "resum" in out.lower(), out[-2000:]  # it continued, it did not start over
     a, b = load_file(straight / "model" / "model.safetensors"), load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_a_two_process_build_stopped_by_sigterm_saves_and_resumes_to_the_weights_of_an_uninterrupted_one(
+        tmp_path, cache_dir):
+    """``trainer.devices=2 trainer.strategy=ddp`` (the documented build): SIGTERM to the command (what a scheduler
+    sends) stops both processes at one step, saves ``last.ckpt`` there, exits 143 saying how to continue, and the same
+    command resumes from it to the weights of a build never stopped."""
+    import os
+    import signal
+
+    from safetensors.torch import load_file
+
+    from tests.processes import signal_once_written
+
+    pytest.importorskip("nrclex")
+    ddp = ("trainer.devices=2", "trainer.strategy=ddp", "pretrain.steps=8")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    procs = [launch_pretrain(straight, cache_dir, *ddp)]
+    try:
+        out, _ = procs[0].communicate(timeout=600)
+        assert (straight / "pretrain.json").exists(), out[-3000:]
+        procs.append(launch_pretrain(stopped, cache_dir, *ddp))
+        out = signal_once_written(procs[1], stopped / "checkpoints" / "last.ckpt", signal.SIGTERM, timeout_s=300)
+        # stopped, not finished: 128 + SIGTERM, as a scheduler expects (not 0: a script would go on to a missing model)
+        assert procs[1].returncode == 143, out[-3000:]
+        assert "SIGTERM: saved" in out and f"hydra.run.dir={stopped}" in out, out[-3000:]  # how to continue
+        assert not (stopped / "pretrain.json").exists(), "the build finished before it was stopped"
+        procs.append(launch_pretrain(stopped, cache_dir, *ddp))
+        out, _ = procs[2].communicate(timeout=600)
+        assert (stopped / "pretrain.json").exists(), out[-3000:]
+        assert "Restored" in out or "resum" in out.lower(), out[-3000:]  # it continued, it did not start over
+    finally:
+        for proc in procs:  # a rank left behind by a hung or failed build
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    a, b = load_file(straight / "model" / "model.safetensors"), load_file(stopped / "model" / "model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
