@@ -130,3 +130,21 @@ def test_claims_by_level_frame_scores_each_claim_in_the_speakers_and_the_trainin
     # pitch: the 12 claims say high; high by speaker for 9-12 (f0 tracks the rate), by the corpus for none
     assert counts["pitch"] == [12, 4, 0, 8]
     assert counts["volume"] == [0, 0, 0, 0] and counts["intonation"] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("answer, rate", [
+    (" 4.5 ", 4.5),   # the rate task's answer, spaces around it
+    ("5", 5.0),       # a whole number
+    ("fast", None),   # a level word, not a rate
+    (None, None),     # no answer block
+    ("nan", None),    # not a finite number
+])
+def test_rate_answers_reads_a_number_or_nothing(answer, rate):
+    assert load_script("rate_answers").rate_of(answer) == rate
+
+
+def test_rate_answers_scores_only_the_numbers_against_the_measured_rates():
+    figures = load_script("rate_answers").rate_figures([2.0, 4.0, None, 0.0, 8.0], [2.0, 4.5, 3.0, 3.0, 8.0])
+    assert figures["numbers"] == pytest.approx(3 / 5)  # None and a zero rate are not rates
+    assert figures["mae"] == pytest.approx(0.5 / 3)
+    assert 0.99 < figures["correlation"] < 1.0  # log 2, log 4, log 8 against log 2, log 4.5, log 8
