@@ -111,7 +111,7 @@ def validation_examples(val_clips, n: int, audio, seed: int, formats=("ir",)):
     from emorl.data.batching import Example
     from emorl.emotions import label_set
     from emorl.pretraining.tasks import TRANSCRIBE_QUESTION
-    from emorl.prompts import get_strategy
+    from emorl.prompts import free_answer_prompt, get_strategy
 
     rng = np.random.default_rng(seed)
     picked = [val_clips[int(i)] for i in rng.permutation(len(val_clips))[:n]]
@@ -119,7 +119,7 @@ def validation_examples(val_clips, n: int, audio, seed: int, formats=("ir",)):
     out = []
     for clip in picked:
         wav = audio(clip.item.path)
-        out.append(Example(audio=wav, text=f"{TRANSCRIBE_QUESTION} Give the answer inside <answer></answer>.",
+        out.append(Example(audio=wav, text=free_answer_prompt(TRANSCRIBE_QUESTION),
                            label=clip.item.transcript, item=clip.item, task="transcribe"))
         out += [Example(audio=wav, text=strategy.prompt(labels), label=clip.item.label, options=labels, item=clip.item,
                         task=f"emotion/{name}") for name, strategy in strategies.items()]

@@ -19,6 +19,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
+def free_answer_prompt(question: str, answer_tag: str = "answer") -> str:
+    """A question whose answer is free text or one word without options (a transcript, a description, a level,
+    a rate), with the instruction to answer inside ``answer_tag``: the one wording that pretraining, task
+    alternation, the prosody questions and the analysis scripts all ask.
+
+    >>> free_answer_prompt("What does the speaker say?")
+    'What does the speaker say? Give the answer inside <answer></answer>.'
+    """
+    return f"{question} Give the answer inside <{answer_tag}></{answer_tag}>."
+
+
 @dataclass(frozen=True)
 class Section:
     """One named sub-section of a structured ``<think>``: its tag and what it describes."""

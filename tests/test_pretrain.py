@@ -179,6 +179,9 @@ def test_validation_asks_each_clip_its_emotion_in_every_format_and_what_was_said
         assert said.item is ir.item is esr.item and said.label == said.item.transcript and ir.label == said.item.label
         assert ir.text == get_strategy("ir").prompt(ir.options) and esr.text == get_strategy("esr").prompt(esr.options)
     assert len({ex.item.path for ex in made}) == 3
+    # the validation's transcription question is word for word the one the transcribe task trains on
+    trained = next(ex for ex in draws(only("transcribe"), 20) if ex.task == "transcribe")
+    assert {ex.text for ex in made[::3]} == {trained.text}
 
 
 def test_comparisons_name_the_clip_with_more_of_the_attribute():

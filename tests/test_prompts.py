@@ -2,7 +2,7 @@
 
 import pytest
 
-from emorl.prompts import ReasoningStrategy, Section, get_strategy, parse_label
+from emorl.prompts import ReasoningStrategy, Section, free_answer_prompt, get_strategy, parse_label
 
 IR, EUR, ESR = get_strategy("ir"), get_strategy("eur"), get_strategy("esr")
 GOOD_ESR = (
@@ -131,3 +131,26 @@ def test_reasoning_augmented_targets_describe_the_clip_and_name_the_gold_label()
     # without a transcript there is nothing true to say about what was said
     with pytest.raises(ValueError, match="needs transcripts"):
         gold_response(ESR, "joy", item=SimpleNamespace(transcript="", meta={}), levels=levels)
+
+
+@pytest.mark.parametrize("question, tag, expected", [
+    # the default tag: the pretraining tasks' free answers (transcript, description, level, rate)
+    ("What does the speaker say?", "answer", "What does the speaker say? Give the answer inside <answer></answer>."),
+    # a strategy's configured answer tag: task alternation and the prosody questions answer inside it
+    ("Describe the voice.", "final", "Describe the voice. Give the answer inside <final></final>."),
+])
+def test_free_answer_prompt_names_the_answer_tag(question, tag, expected):
+    assert free_answer_prompt(question, tag) == expected
+
+
+def test_task_alternation_asks_a_transcript_as_a_free_answer_in_the_strategys_answer_tag():
+    """Task alternation asks what pretraining asks, in the configured tag: a base asked otherwise than it was
+    trained would be measured on the wording, not on what it hears."""
+    from emorl.data.batching import DESCRIPTION_TASKS, description_task
+    from emorl.data.corpus import Item
+
+    item = Item(path="a.wav", label="joy", speaker="s", split="train", transcript="hello there")
+    strategy = ReasoningStrategy("ir", answer_tag="final")
+    text, target = description_task(strategy, item, None)
+    assert text == free_answer_prompt(DESCRIPTION_TASKS["transcript"], "final")
+    assert target == "<final>hello there</final>"

@@ -29,7 +29,7 @@ from emorl.acoustics import LEVEL_NAMES, MEASURE_OF
 from emorl.data.audio import load_audio
 from emorl.data.batching import Example
 from emorl.data.corpus import Item
-from emorl.prompts import get_strategy
+from emorl.prompts import free_answer_prompt, get_strategy
 
 #: One wording of the attribute questions for every user: the embedded base's pretraining mixture, this warm start
 #: and ``eval.prosody_tasks`` (asked in other words, the shipped base answered none of them with an option).
@@ -78,10 +78,6 @@ def contrast(attribute: str, a: Mapping, b: Mapping) -> float | None:
     """
     x, y = scale(attribute, a), scale(attribute, b)
     return None if x is None or y is None else x - y
-
-
-def answer_prompt(question: str, answer_tag: str) -> str:
-    return f"{question} Give the answer inside <{answer_tag}></{answer_tag}>."
 
 
 class ProsodyQuestions(torch.utils.data.Dataset):
@@ -141,7 +137,7 @@ class ProsodyQuestions(torch.utils.data.Dataset):
                 pair = [item, other] if rng.random() < 0.5 else [other, item]
                 more = contrast(attribute, self.measurements[pair[0].path], self.measurements[pair[1].path]) > 0
                 question = f"{COMPARISON_PROMPTS[attribute]} Options: first, second."
-                return self._task("comparison", attribute, [p.path for p in pair], answer_prompt(question, self.answer_tag),
+                return self._task("comparison", attribute, [p.path for p in pair], free_answer_prompt(question, self.answer_tag),
                                   ORDER[0] if more else ORDER[1])
         levels = self.levels[item.path]
         measured = sorted(a for a in ATTRIBUTE_QUESTIONS if a in levels)

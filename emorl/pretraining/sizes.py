@@ -32,6 +32,9 @@ SIZES = {
     "larger": dict(text=dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
                              num_key_value_heads=2),
                    audio=dict(d_model=128, encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=512)),
+    # the chosen language model with a wider, deeper audio tower (the audio side's capacity, docs/results.md)
+    "audio_larger": dict(text=_shape("embedded_base")["text"],
+                         audio=dict(d_model=192, encoder_layers=6, encoder_attention_heads=4, encoder_ffn_dim=576)),
 }
 
 

@@ -27,7 +27,7 @@ from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS
 from emorl.data.synthetic import SyntheticCorpus
 from emorl.models.loading import end_token_ids, load_backbone, suppressed_token_ids
 from emorl.pretraining.tasks import DESCRIBE_QUESTION
-from emorl.prompts import get_strategy
+from emorl.prompts import free_answer_prompt, get_strategy
 from emorl.rewards.grounding import prosody_claims
 
 
@@ -53,7 +53,7 @@ def main() -> None:
         wav = load_audio(item.path)
         for attribute, question in ATTRIBUTE_QUESTIONS.items():
             asked.append((item, attribute, Example(audio=wav, text=ir.prompt(list(LEVEL_NAMES[attribute]), question=question))))
-        asked.append((item, "describe", Example(audio=wav, text=f"{DESCRIBE_QUESTION} Give the answer inside <answer></answer>.")))
+        asked.append((item, "describe", Example(audio=wav, text=free_answer_prompt(DESCRIBE_QUESTION))))
     right: dict[str, list[bool]] = defaultdict(list)
     speed = Counter()
     for start in range(0, len(asked), args.batch_size):

@@ -55,6 +55,11 @@ def text_syllables(text: str) -> int:
     return count
 
 
+def log_correlation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Pearson correlation of the logs of two positive series (rates are compared as ratios)."""
+    return float(np.corrcoef(np.log(a), np.log(b))[0, 1])
+
+
 def rate_figures(answered: Sequence[float | None], measured: Sequence[float]) -> dict[str, float]:
     """``numbers`` (share of answers that are a positive number), and over those: ``correlation`` of the logs,
     ``mae`` (syllables per second)."""
@@ -62,7 +67,7 @@ def rate_figures(answered: Sequence[float | None], measured: Sequence[float]) ->
     out = {"numbers": len(pairs) / len(answered)}
     if len(pairs) >= 2:
         a, m = np.asarray(pairs).T
-        out["correlation"] = float(np.corrcoef(np.log(a), np.log(m))[0, 1])
+        out["correlation"] = log_correlation(a, m)
         out["mae"] = float(np.mean(np.abs(a - m)))
     return out
 
@@ -74,10 +79,10 @@ def ask(model, processor, paths: Sequence[str], batch: int = 32) -> list[str | N
     from emorl.data.batching import Collator, Example
     from emorl.models.loading import end_token_ids, suppressed_token_ids
     from emorl.pretraining.tasks import RATE_QUESTION
-    from emorl.prompts import get_strategy
+    from emorl.prompts import free_answer_prompt, get_strategy
 
     collate, ir, out = Collator(processor), get_strategy("ir"), []
-    text = f"{RATE_QUESTION} Give the answer inside <answer></answer>."
+    text = free_answer_prompt(RATE_QUESTION)
     for start in range(0, len(paths), batch):
         examples = [Example(audio=load_audio(p), text=text) for p in paths[start:start + batch]]
         ro = rollout.sample(model, processor, collate(examples), num_generations=1, max_new_tokens=12, do_sample=False,
@@ -107,11 +112,10 @@ def main() -> None:
           f"{figures.get('correlation', float('nan')):.3f}; mean absolute error {figures.get('mae', float('nan')):.2f} "
           "syllables/s")
     text_rates = [text_syllables(i.transcript) / i.meta["seconds"] for i in items]
-    log_corr = lambda a, b: float(np.corrcoef(np.log(a), np.log(b))[0, 1])
     answered = [k for k, a in enumerate(answers) if a is not None and a > 0]
     print(f"  the transcript's syllables per second of clip: correlation (logs) with the measured rate "
-          f"{log_corr(rates, text_rates):.3f}, with the answers "
-          f"{log_corr([answers[k] for k in answered], [text_rates[k] for k in answered]):.3f}")
+          f"{log_correlation(rates, text_rates):.3f}, with the answers "
+          f"{log_correlation([answers[k] for k in answered], [text_rates[k] for k in answered]):.3f}")
     names = LEVEL_NAMES["speed"]
     own = ProsodyNorms.fit([measured[i.path] for i in items], [i.speaker for i in items])
     corpus_cuts = tertiles(measured[i.path]["syllables_per_s"] for i in train)
