@@ -54,15 +54,54 @@ class SettingsInCheckpoint(Callback):
 
 
 class CheckpointOnSigterm(Callback):
-    """On SIGTERM (Lightning stops at the next batch boundary), save ``path`` before exiting.
+    """On SIGTERM, stop every process at the same batch, save ``path`` when that was a training step's end, and exit.
 
-    Not when the signal cut a validation short: a checkpoint taken there would resume after a
-    validation that never finished (and might have chosen the best checkpoint); the run then
-    resumes from the last periodic checkpoint instead.
+    The signal handler only notes the signal.  At the end of each training step and of each validation batch, every
+    process reduces the notes (a one-number collective at the same point of every process's sequence of collectives:
+    the processes run the same steps and the same number of validation batches) and, when any process was signalled,
+    all set Lightning's flag there, on which Lightning raises ``SIGTERMException`` at that batch's end, after its
+    other hooks.  :func:`exit_on_sigterm` turns the exception into the exit status.
+
+    Lightning's own handler, replaced here while the fit runs, broadcasts from *inside* the signal handler: on two
+    processes that broadcast can meet the other process's gradient all-reduce, and both wait for ever (a two-process
+    pretraining build sent SIGTERM before a backward pass hung so).
+
+    A signal that cuts a validation short saves nothing: a checkpoint taken there would resume after a validation that
+    never finished (and might have chosen the best checkpoint); the run then resumes from the last periodic checkpoint.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.signalled = False
+
+    def _note(self, signum, frame) -> None:
+        self.signalled = True  # no logging, no collective: the handler may run in the middle of either
+
+    def _take_sigterm(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # Python sets handlers from the main thread only
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _stop_if_signalled(self, trainer) -> None:
+        if trainer.strategy.reduce_boolean_decision(self.signalled, all=False):
+            trainer._signal_connector.received_sigterm = True  # what Lightning's loops check at each batch's end
+
+    # Lightning registers its handler once the fit has begun (after ``setup`` and ``on_fit_start``) and restores the
+    # handlers from before the fit when it ends.
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._take_sigterm()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._take_sigterm()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_signalled(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.state.fn == "fit":
+            self._stop_if_signalled(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":

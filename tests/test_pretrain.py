@@ -542,8 +542,7 @@ def test_a_build_stopped_by_sigterm_saves_exits_143_and_resumes_to_the_weights_o
         tmp_path, cache_dir):
     """SIGTERM to the command (what a scheduler sends) stops the build at a step, saves ``last.ckpt`` there, exits 143
     saying how to continue, and the same command resumes from it to the weights of a build never stopped.  One
-    process: on two (``trainer.strategy=ddp``) the same passed three times and hung once, in Lightning's SIGTERM
-    handling, not traced (docs/embedded_default.md)."""
+    process; two stopped mid-step: the test below."""
     import os
     import signal
 
@@ -593,3 +592,33 @@ def test_the_pretraining_command_builds_a_tiny_omni_base_that_model_tiny_omni_lo
     model, processor = load_backbone(run / "model")
     assert isinstance(model, Qwen2_5OmniThinkerForConditionalGeneration)
     assert processor.tokenizer.convert_tokens_to_ids("<|im_end|>") is not None
+
+
+@pytest.mark.slow
+def test_a_two_process_build_sent_sigterm_mid_step_stops_both_processes_at_that_step_and_saves(tmp_path, cache_dir):
+    """``trainer.devices=2 trainer.strategy=ddp`` (the documented build), process 0 sent SIGTERM during a step, before
+    its backward pass (tests/sigterm_job.py).  Lightning's own handler broadcast from inside the signal handler, which
+    there met the other process's gradient all-reduce: both waited for ever (a CI run timed out so).  Both processes
+    must stop at the end of that step, save ``last.ckpt`` there and exit 143."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from tests.processes import failure_report, run_command
+    from tests.sigterm_job import STOP_AT_STEP
+
+    pytest.importorskip("nrclex")
+    run_dir = tmp_path / "stopped"
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    done = run_command([sys.executable, "-m", "tests.sigterm_job", *PRETRAIN_SMALL, "pretrain.steps=8",
+                        "trainer.devices=2", "trainer.strategy=ddp", f"paths.cache_dir={cache_dir}",
+                        f"hydra.run.dir={run_dir}"], cwd=Path(__file__).parents[1], env=env, timeout_s=240)
+    assert done.returncode == 143, failure_report(done.stdout)
+    assert not (run_dir / "pretrain.json").exists(), "the build finished: it was never stopped"
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == STOP_AT_STEP + 1  # the end of the step the signal came in, not a later one
+    # each process says where it stopped: the same step on both
+    said = [line for line in done.stdout.splitlines() if "terminated at step" in line]
+    assert len(said) == 2 and all(f"terminated at step {STOP_AT_STEP + 1};" in line for line in said), said

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -148,3 +149,22 @@ def test_rate_answers_scores_only_the_numbers_against_the_measured_rates():
     assert figures["numbers"] == pytest.approx(3 / 5)  # None and a zero rate are not rates
     assert figures["mae"] == pytest.approx(0.5 / 3)
     assert 0.99 < figures["correlation"] < 1.0  # log 2, log 4, log 8 against log 2, log 4.5, log 8
+
+
+def test_speed_probe_finds_the_rate_in_features_that_hold_it_and_not_in_noise():
+    rng = np.random.default_rng(0)
+    rate_train, rate_test = np.log(rng.uniform(2, 8, 300)), np.log(rng.uniform(2, 8, 150))
+    noise = lambda n: rng.normal(size=(n, 8))
+    # a tower whose first feature is the log rate (with a little noise): the probe reads it back
+    holds = lambda r: np.column_stack([r + rng.normal(0, 0.02, len(r)), noise(len(r))])
+    # every test clip's speaker level: its level among the training split's rates (cuts at the tertiles of 2..8)
+    cuts = np.quantile(rate_train, [1 / 3, 2 / 3])
+    speaker = [("slow", "medium", "fast")[int(np.searchsorted(cuts, r))] for r in rate_test]
+    probe = load_script("speed_probe").probe_figures
+    f = probe(holds(rate_train), rate_train, holds(rate_test), rate_test, speaker)
+    assert f["test_correlation"] > 0.98 and f["train_correlation"] > 0.98
+    assert f["listener_speaker"] == pytest.approx(100.0)  # the speaker levels were made the training-split levels
+    assert f["probe_speaker"] > 90 and f["probe_corpus"] > 90  # only clips at a cut can fall the other side
+    # a tower whose features are noise: no correlation to speak of, levels near chance (a third)
+    f = probe(noise(300), rate_train, noise(150), rate_test, speaker)
+    assert abs(f["test_correlation"]) < 0.3 and f["probe_speaker"] < 55

@@ -41,9 +41,28 @@ def tower_features(model, processor, paths, batch: int = 32) -> np.ndarray:
     return np.stack(out)
 
 
-def main() -> None:
+def probe_figures(x_train: np.ndarray, rate_train: np.ndarray, x_test: np.ndarray, rate_test: np.ndarray,
+                  speaker_levels: list[str | None]) -> dict[str, float]:
+    """Fit the ridge probe from features (clips, features) to log rates on the training clips; on the test clips:
+    ``train_correlation``, ``test_correlation`` (prediction against measured log rate), ``probe_speaker`` and
+    ``probe_corpus`` (% of test clips whose predicted level, among tertiles of the training predictions, equals the
+    clip's level among its speaker's clips, ``speaker_levels``, and among the training split's measured rates) and
+    ``listener_speaker`` (% where the measured rate's training-split level equals the speaker level: the ceiling)."""
     from sklearn.linear_model import RidgeCV
 
+    probe = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x_train, rate_train)
+    predicted_train, predicted = probe.predict(x_train), probe.predict(x_test)
+    names = LEVEL_NAMES["speed"]
+    by_corpus = [level_of(r, tertiles(rate_train), names) for r in rate_test]
+    probe_levels = [level_of(r, tertiles(predicted_train), names) for r in predicted]
+    share = lambda a, b: 100 * float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+    return {"train_correlation": float(np.corrcoef(predicted_train, rate_train)[0, 1]),
+            "test_correlation": float(np.corrcoef(predicted, rate_test)[0, 1]),
+            "probe_speaker": share(probe_levels, speaker_levels), "probe_corpus": share(probe_levels, by_corpus),
+            "listener_speaker": share(by_corpus, speaker_levels)}
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="emorl/assets/embedded_base")
     parser.add_argument("--cache", default=".cache")
@@ -55,20 +74,13 @@ def main() -> None:
     model, processor = load_backbone(args.model)
     rate_train, rate_test = (np.log([measured[i.path]["syllables_per_s"] for i in items]) for items in (train, test))
     x_train, x_test = tower_features(model, processor, [i.path for i in train]), tower_features(model, processor, [i.path for i in test])
-    probe = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(x_train, rate_train)
-    predicted_train, predicted = probe.predict(x_train), probe.predict(x_test)
-    names = LEVEL_NAMES["speed"]
     own = ProsodyNorms.fit([measured[i.path] for i in test], [i.speaker for i in test])
     by_speaker = [own.levels(measured[i.path], i.speaker).get("speed") for i in test]
-    by_corpus = [level_of(r, tertiles(rate_train), names) for r in rate_test]
-    probe_levels = [level_of(r, tertiles(predicted_train), names) for r in predicted]
-    share = lambda a, b: 100 * float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+    f = probe_figures(x_train, rate_train, x_test, rate_test, by_speaker)
     print(f"{args.model}: probe of log syllable rate from the frozen tower, {len(train)} training clips, {len(test)} test clips")
-    print(f"  correlation with the measured rate: train {np.corrcoef(predicted_train, rate_train)[0, 1]:.3f}, "
-          f"test {np.corrcoef(predicted, rate_test)[0, 1]:.3f}")
-    print(f"  probe level = speaker level {share(probe_levels, by_speaker):.1f}%, = training-split level "
-          f"{share(probe_levels, by_corpus):.1f}%; exact listener (training-split level) = speaker level "
-          f"{share(by_corpus, by_speaker):.1f}%")
+    print(f"  correlation with the measured rate: train {f['train_correlation']:.3f}, test {f['test_correlation']:.3f}")
+    print(f"  probe level = speaker level {f['probe_speaker']:.1f}%, = training-split level {f['probe_corpus']:.1f}%; "
+          f"exact listener (training-split level) = speaker level {f['listener_speaker']:.1f}%")
 
 
 if __name__ == "__main__":
