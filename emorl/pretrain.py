@@ -205,7 +205,7 @@ def _untrained_base(cfg: DictConfig, run_dir: Path, clips, audio, lexicon):
 
     p = OmegaConf.to_container(cfg.pretrain, resolve=True)
     tasks = PretrainTasks(clips, audio, lexicon, p["tasks"], p["formats"], p.get("word_formats"), seed=int(cfg.seed),
-                          attributes=p.get("attributes"))
+                          attributes=p.get("attributes"), task_formats=p.get("task_formats"))
     init = run_dir / "init"
     if not (init / "done").exists():
         texts = tokenizer_texts(tasks, int(cfg.pretrain.tokenizer_examples))

@@ -48,9 +48,10 @@ CLIPS += [Clip(Item(path=f"/speech/train/{k}.flac", label="", speaker=f"v{k}", s
                     transcript=f"the next word is w{k}"), SPEECH, {}, {}) for k in range(4)]
 
 
-def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None, attributes=None) -> PretrainTasks:
+def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None, attributes=None,
+          task_formats=None) -> PretrainTasks:
     return PretrainTasks(clips, lambda path: np.full(800, len(path), np.float32), LEXICON, weights or WEIGHTS, formats,
-                         word_formats, attributes=attributes)
+                         word_formats, attributes=attributes, task_formats=task_formats)
 
 
 def only(task: str, **kw) -> PretrainTasks:
@@ -474,6 +475,36 @@ def test_word_formats_default_to_the_formats_and_bad_weights_are_named():
     assert all(ex.target.startswith("<think><transcript>") for ex in draws(t, 20))
     with pytest.raises(ValueError, match="pretrain.word_formats"):
         tasks(word_formats={"ir": 0.0})
+
+
+# pretrain.task_formats: one task's own formats over formats / word_formats; the other tasks keep theirs.
+# (formats are ESR only; word_formats as given; expected: task -> is its answer reasoned in ESR's sections)
+TASK_FORMATS = [
+    # a level answer (attribute) kept out of ESR, the key word still in ESR
+    ({"esr": 1.0}, {"attribute": {"ir": 1.0}}, {"attribute": False, "keyword": True}),
+    # an emotion-name answer (synonym) kept out of ESR, the emotion question still in ESR
+    ({"esr": 1.0}, {"synonym": {"eur": 1.0}}, {"synonym": False, "emotion": True}),
+    # an override to ESR where the word formats say IR: the topic takes ESR, the voice stays IR
+    ({"ir": 1.0}, {"topic": {"esr": 1.0}}, {"topic": True, "voice": False}),
+]
+
+
+@pytest.mark.parametrize("word_formats, overrides, in_esr", TASK_FORMATS)
+def test_a_task_given_its_own_formats_takes_them_and_the_others_keep_theirs(word_formats, overrides, in_esr):
+    t = tasks({task: 1.0 for task in in_esr}, formats={"esr": 1.0}, word_formats=word_formats,
+              task_formats=overrides)
+    examples = draws(t, 80)
+    seen = {task: {ex.target.startswith("<think><transcript>") for ex in examples if ex.task == task} for task in in_esr}
+    assert seen == {task: {esr} for task, esr in in_esr.items()}
+
+
+def test_task_formats_name_an_unknown_task_or_bad_weights():
+    with pytest.raises(ValueError, match=r"pretrain.task_formats: unknown tasks \['atribute'\]"):
+        tasks(task_formats={"atribute": {"ir": 1.0}})
+    with pytest.raises(ValueError, match=r"pretrain.task_formats.attribute"):
+        tasks(task_formats={"attribute": {"ir": 0.0}})
+    with pytest.raises(ValueError, match=r"unknown tasks \['transcribe'\]"):  # a free-text answer takes no format
+        tasks(task_formats={"transcribe": {"ir": 1.0}})
 
 
 # The whole command at reduced scale: a tiny experiment corpus and pretraining corpus, a few steps.

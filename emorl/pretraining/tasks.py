@@ -138,6 +138,8 @@ class PretrainTasks:
         word_formats: the same for questions answered with another word (key word, topic, voice, level);
             None: as ``formats``.
         seed: with the index, fixes every draw.
+        task_formats: task name -> the formats that task's questions take instead (over ``formats`` and
+            ``word_formats``); None or {}: none.
         attributes: prosody attribute -> weight of the attribute and comparison questions about it; None:
             each equally often (the draws the shipped base was built on).
     """
@@ -145,11 +147,14 @@ class PretrainTasks:
     def __init__(self, clips: Sequence[Clip], audio: Callable[[str], np.ndarray], lexicon: Mapping[str, Sequence[str]],
                  weights: Mapping[str, float], formats: Mapping[str, float],
                  word_formats: Mapping[str, float] | None = None, seed: int = 0,
-                 attributes: Mapping[str, float] | None = None) -> None:
-        for key, given, known in (("tasks", weights, TASKS), ("attributes", attributes or {}, ATTRIBUTE_QUESTIONS)):
+                 attributes: Mapping[str, float] | None = None,
+                 task_formats: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        for key, given, known, what in (("tasks", weights, TASKS, "tasks"),
+                                        ("attributes", attributes or {}, ATTRIBUTE_QUESTIONS, "attributes"),
+                                        ("task_formats", task_formats or {}, FORMATTED_TASKS, "tasks")):
             unknown = sorted(set(given) - set(known))
             if unknown:
-                raise ValueError(f"pretrain.{key}: unknown {key} {unknown}; the {key} are {sorted(known)}")
+                raise ValueError(f"pretrain.{key}: unknown {what} {unknown}; the {what} are {sorted(known)}")
         self.names, self.p = _distribution(weights, "pretrain.tasks")
         self.attribute_weights = None if attributes is None else dict(attributes)
         if attributes is not None:
@@ -169,6 +174,7 @@ class PretrainTasks:
         self.strategies, self.format_p = _formats(formats, "pretrain.formats")
         self.word_strategies, self.word_format_p = _formats(formats if word_formats is None else word_formats,
                                                             "pretrain.word_formats")
+        self.task_formats = {task: _formats(f, f"pretrain.task_formats.{task}") for task, f in (task_formats or {}).items()}
         self.seed = int(seed)
         self.vocabularies = _vocabularies()
         self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
@@ -221,15 +227,22 @@ class PretrainTasks:
             return None
         return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
-    def strategy(self, rng: np.random.Generator, emotion_answer: bool = True) -> ReasoningStrategy:
-        strategies, p = (self.strategies, self.format_p) if emotion_answer else (self.word_strategies, self.word_format_p)
+    def strategy(self, rng: np.random.Generator, emotion_answer: bool = True, task: str | None = None) -> ReasoningStrategy:
+        """A drawn format: ``task``'s own (``task_formats``), else of ``formats`` (an emotion-name answer) or of
+        ``word_formats``."""
+        if task in self.task_formats:
+            strategies, p = self.task_formats[task]
+        elif emotion_answer:
+            strategies, p = self.strategies, self.format_p
+        else:
+            strategies, p = self.word_strategies, self.word_format_p
         return strategies[int(rng.choice(len(strategies), p=p))]
 
     def render(self, rng: np.random.Generator, clip: Clip, question: str, options: Sequence[str], answer: str,
-               conclusion: str, emotion_answer: bool = True) -> Example:
-        """The question about ``clip`` answered in a drawn format (of ``formats`` when the answer is an emotion
-        name, else of ``word_formats``); ESR sections from the clip itself."""
-        strategy = self.strategy(rng, emotion_answer)
+               conclusion: str, emotion_answer: bool = True, task: str | None = None) -> Example:
+        """The question about ``clip`` answered in a drawn format (:meth:`strategy`: ``task``'s own, else of
+        ``formats`` when the answer is an emotion name, else of ``word_formats``); ESR sections from the clip itself."""
+        strategy = self.strategy(rng, emotion_answer, task)
         how = describe(clip.levels) or "no clear prosody"
         sections = (clip.item.transcript, clip.keyword or "none", how, conclusion)
         think = f"they say {clip.item.transcript}. it sounds like {how}. so {conclusion}."
@@ -284,7 +297,7 @@ def keyword(tasks: PretrainTasks, rng) -> Example:
     distractors = [str(w) for w in rng.permutation(tasks.words) if w not in said][: int(rng.integers(2, 6))]
     options = [str(w) for w in rng.permutation([clip.keyword, *distractors])]
     return tasks.render(rng, clip, WORD_QUESTION, options, clip.keyword, f"the speaker said {clip.keyword}",
-                        emotion_answer=False)
+                        emotion_answer=False, task="keyword")
 
 
 def topic(tasks: PretrainTasks, rng) -> Example:
@@ -293,14 +306,15 @@ def topic(tasks: PretrainTasks, rng) -> Example:
     others = [str(t) for t in rng.permutation(tasks.topics) if t != answer][: int(rng.integers(2, 8))]
     options = [str(t) for t in rng.permutation([answer, *others])]
     return tasks.render(rng, clip, TOPIC_QUESTION, options, answer, f"the speaker talks about the {answer}",
-                        emotion_answer=False)
+                        emotion_answer=False, task="topic")
 
 
 def voice(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
     answer = str(clip.item.meta["voice"])
     options = [str(v) for v in rng.permutation(["male", "female"])]
-    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}", emotion_answer=False)
+    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}", emotion_answer=False,
+                        task="voice")
 
 
 def attribute(tasks: PretrainTasks, rng) -> Example:
@@ -312,7 +326,7 @@ def attribute(tasks: PretrainTasks, rng) -> Example:
     answer = clip.levels[name]
     options = list(LEVEL_NAMES[name])[:: 1 if rng.random() < 0.5 else -1]
     return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}",
-                        emotion_answer=False)
+                        emotion_answer=False, task="attribute")
 
 
 def compare(tasks: PretrainTasks, rng) -> Example:
@@ -390,7 +404,8 @@ def heard_meaning(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng, tasks.lexicon_clips)
     conveys = tasks.conveys[clip.keyword]
     answer, options = tasks.named(rng, conveys[int(rng.integers(len(conveys)))], exclude=conveys)
-    return tasks.render(rng, clip, HEARD_MEANING_QUESTION, options, answer, meaning_phrase(clip.keyword, answer))
+    return tasks.render(rng, clip, HEARD_MEANING_QUESTION, options, answer, meaning_phrase(clip.keyword, answer),
+                        task="heard_meaning")
 
 
 def emotion(tasks: PretrainTasks, rng) -> Example:
@@ -407,7 +422,7 @@ def emotion(tasks: PretrainTasks, rng) -> Example:
     word_name = vocabulary_name(word_class, vocabulary) or word_class
     conclusion = f"{meaning_phrase(clip.keyword, word_name)}, the voice sounds {answer}"
     question = EMOTION_QUESTIONS[int(rng.integers(len(EMOTION_QUESTIONS)))]
-    return tasks.render(rng, clip, question, options, answer, conclusion)
+    return tasks.render(rng, clip, question, options, answer, conclusion, task="emotion")
 
 
 def position(tasks: PretrainTasks, rng) -> Example:
@@ -416,7 +431,7 @@ def position(tasks: PretrainTasks, rng) -> Example:
     options = [str(o) for o in rng.choice(tasks.option_pool, size=int(rng.integers(3, 9)), replace=False)]
     answer = {"first": options[0], "second": options[1], "last": options[-1]}[where]
     return tasks.render(rng, clip, POSITION_QUESTION.replace("{position}", where), options, answer,
-                        f"the {where} option is {answer}")
+                        f"the {where} option is {answer}", task="position")
 
 
 def synonym(tasks: PretrainTasks, rng) -> Example:
@@ -426,8 +441,12 @@ def synonym(tasks: PretrainTasks, rng) -> Example:
     name = names[int(rng.integers(len(names)))]
     answer, options = tasks.named(rng, point)
     return tasks.render(rng, clip, SYNONYM_QUESTION.replace("{name}", name), options, answer,
-                        f"{name} and {answer} name the same emotion")
+                        f"{name} and {answer} name the same emotion", task="synonym")
 
+
+#: The tasks whose questions are answered in a drawn format (IR, EUR or ESR), which ``pretrain.task_formats`` may set
+#: per task; the others' answers are free text (transcribe, speech, describe, compare, rate) or IR / EUR (word_meaning).
+FORMATTED_TASKS = ("keyword", "topic", "voice", "attribute", "heard_meaning", "emotion", "position", "synonym")
 
 #: The mixture's tasks by name (``pretrain.tasks`` weighs them).
 TASKS: dict[str, Callable[[PretrainTasks, np.random.Generator], Example]] = {
