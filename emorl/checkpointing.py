@@ -90,6 +90,9 @@ class CheckpointOnSigterm(Callback):
 
     # Lightning registers its handler once the fit has begun (after ``setup`` and ``on_fit_start``) and restores the
     # handlers from before the fit when it ends.
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.signalled = False  # a signal an earlier fit took was that fit's
+
     def on_sanity_check_start(self, trainer, pl_module) -> None:
         self._take_sigterm()
 

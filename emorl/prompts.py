@@ -30,6 +30,15 @@ def free_answer_prompt(question: str, answer_tag: str = "answer") -> str:
     return f"{question} Give the answer inside <{answer_tag}></{answer_tag}>."
 
 
+def free_answer_target(answer: str, answer_tag: str = "answer") -> str:
+    """What a :func:`free_answer_prompt` question is answered with: ``answer`` inside ``answer_tag``, nothing else.
+
+    >>> free_answer_target("pitch high, speed fast", "final")
+    '<final>pitch high, speed fast</final>'
+    """
+    return f"<{answer_tag}>{answer}</{answer_tag}>"
+
+
 @dataclass(frozen=True)
 class Section:
     """One named sub-section of a structured ``<think>``: its tag and what it describes."""

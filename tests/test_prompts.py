@@ -2,7 +2,7 @@
 
 import pytest
 
-from emorl.prompts import ReasoningStrategy, Section, free_answer_prompt, get_strategy, parse_label
+from emorl.prompts import ReasoningStrategy, Section, free_answer_prompt, free_answer_target, get_strategy, parse_label
 
 IR, EUR, ESR = get_strategy("ir"), get_strategy("eur"), get_strategy("esr")
 GOOD_ESR = (
@@ -141,6 +141,17 @@ def test_reasoning_augmented_targets_describe_the_clip_and_name_the_gold_label()
 ])
 def test_free_answer_prompt_names_the_answer_tag(question, tag, expected):
     assert free_answer_prompt(question, tag) == expected
+
+
+@pytest.mark.parametrize("answer, tag, expected", [
+    # the default tag: the pretraining tasks' targets
+    ("the trip was calm", "answer", "<answer>the trip was calm</answer>"),
+    # a strategy's configured answer tag: task alternation's targets
+    ("pitch high, speed fast", "final", "<final>pitch high, speed fast</final>"),
+])
+def test_free_answer_target_holds_only_the_answer_in_the_tag_the_prompt_names(answer, tag, expected):
+    assert free_answer_target(answer, tag) == expected
+    assert f"<{tag}></{tag}>" in free_answer_prompt("Q?", tag)  # the prompt asks for the tag the target uses
 
 
 def test_task_alternation_asks_a_transcript_as_a_free_answer_in_the_strategys_answer_tag():

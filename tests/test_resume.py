@@ -203,3 +203,45 @@ def test_the_trainer_writes_checkpoints_atomically(cfg_factory):
     assert type(trainer.strategy.checkpoint_io) is TorchCheckpointIO
     use_atomic_checkpoints(trainer)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_a_sigterm_callback_signalled_in_one_fit_does_not_stop_the_next(tmp_path):
+    """A signal noted in one fit belongs to that fit: the same callback used for a second fit lets it run to its end
+    (before, its note stayed set and stopped the second fit at its first step)."""
+    import lightning
+    import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from emorl.checkpointing import CheckpointOnSigterm
+
+    callback = CheckpointOnSigterm(tmp_path / "last.ckpt")
+
+    class Steps(lightning.LightningModule):
+        def __init__(self, signal_at: int | None) -> None:
+            super().__init__()
+            self.layer, self.signal_at = torch.nn.Linear(2, 1), signal_at
+
+        def training_step(self, batch, batch_idx):
+            if batch_idx == self.signal_at:
+                callback._note(signal.SIGTERM, None)  # what the handler does when the signal comes
+            return self.layer(batch).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.ones(8, 2), batch_size=1)
+
+    def fit(signal_at):
+        trainer = lightning.Trainer(accelerator="cpu", max_steps=5, logger=False, enable_checkpointing=False,
+                                    enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
+                                    default_root_dir=tmp_path)
+        try:
+            trainer.fit(Steps(signal_at))
+        except SIGTERMException:
+            pass
+        return trainer.global_step
+
+    assert fit(signal_at=1) == 2  # signalled in step 2: stops at its end and saves there
+    assert (tmp_path / "last.ckpt").exists()
+    assert fit(signal_at=None) == 5

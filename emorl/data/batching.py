@@ -15,7 +15,7 @@ import torch
 
 from emorl.data.audio import SAMPLE_RATE, load_audio
 from emorl.data.corpus import Item
-from emorl.prompts import ReasoningStrategy, free_answer_prompt
+from emorl.prompts import ReasoningStrategy, free_answer_prompt, free_answer_target
 
 
 @dataclass
@@ -110,8 +110,7 @@ def description_task(strategy: ReasoningStrategy, item: Item, levels: dict | Non
     answer = describe(levels) if use_prosody else item.transcript
     if not answer:
         raise ValueError(f"{item.path}: no measured prosody and no transcript to describe (algo.task_alternation)")
-    return free_answer_prompt(DESCRIPTION_TASKS[kind], strategy.answer_tag), \
-        f"<{strategy.answer_tag}>{answer}</{strategy.answer_tag}>"
+    return free_answer_prompt(DESCRIPTION_TASKS[kind], strategy.answer_tag), free_answer_target(answer, strategy.answer_tag)
 
 
 def chat_prompt(processor, text: str, clips: int = 1) -> str:

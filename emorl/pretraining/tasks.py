@@ -71,7 +71,7 @@ from emorl.models.warmstart import (
     vocabulary_name,
 )
 from emorl.pretraining.lexicon import EMOTIONS, conveyed
-from emorl.prompts import ReasoningStrategy, free_answer_prompt, get_strategy
+from emorl.prompts import ReasoningStrategy, free_answer_prompt, free_answer_target, get_strategy
 
 #: Where a pretraining clip comes from: the experiment corpus (training split: never asked its
 #: emotion), the pretraining corpus (asked everything) or the speech corpus (asked only what was said).
@@ -253,7 +253,7 @@ class PretrainTasks:
 
     def answered(self, clip: Clip | None, question: str, answer: str) -> Example:
         """A question whose answer is free text (a transcript, a description): IR's answer block only."""
-        target = f"<answer>{answer}</answer>"
+        target = free_answer_target(answer)
         text = free_answer_prompt(question)
         audio = self.audio(clip.item.path) if clip else []
         return Example(audio=audio, text=text, label=answer, target=target, item=clip.item if clip else None)
