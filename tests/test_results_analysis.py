@@ -168,3 +168,50 @@ def test_speed_probe_finds_the_rate_in_features_that_hold_it_and_not_in_noise():
     # a tower whose features are noise: no correlation to speak of, levels near chance (a third)
     f = probe(noise(300), rate_train, noise(150), rate_test, speaker)
     assert abs(f["test_correlation"]) < 0.3 and f["probe_speaker"] < 55
+
+
+def load_unparsed_answers():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("unparsed_answers", ROOT / "docs/results/analysis/unparsed_answers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+OPTIONS = ["joy", "anger", "neutral"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    # cut off before any answer block
+    ("<think><synthesis>medium</synthesis></think>", "no answer block"),
+    # an attribute question's answer: a prosody level
+    ("<think><synthesis>medium</synthesis></think><answer> loud</answer>", "a prosody level"),
+    # a synonym question's answer: another name of an option's emotion (happiness is joy)
+    ("<think><synthesis>joy and happiness name the same emotion</synthesis></think><answer>happiness</answer>",
+     "another name of an option's emotion"),
+    # an emotion on the wheel that no option names
+    ("<answer>sadness</answer>", "an emotion no option names"),
+    # a topic or a key word
+    ("<answer>trip</answer>", "another word"),
+    # the last block counts
+    ("<answer>joy</answer> <answer>slow</answer>", "a prosody level"),
+])
+def test_unparsed_answers_says_what_an_unread_answer_holds(text, expected):
+    assert load_unparsed_answers().kind(text, OPTIONS) == expected
+
+
+def test_unparsed_answers_counts_the_unread_answers_by_kind(tmp_path):
+    question = "Which emotion does the speaker express? Options: joy, anger, neutral. Give only the chosen option."
+    rows = [("<answer>joy</answer>", "joy"), ("<answer>loud</answer>", None), ("<answer>quiet</answer>", None),
+            ("<think><synthesis>joy and happiness name the same emotion</synthesis></think><answer>happiness</answer>",
+             None)]
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("\n".join(json.dumps({"question": question, "text": t, "prediction": p}) for t, p in rows))
+    out = subprocess.run([sys.executable, "docs/results/analysis/unparsed_answers.py", str(predictions)], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "3 of 4 answers name no option"
+    counts = {line[:40].strip(): int(line[40:]) for line in out[1:6]}
+    assert counts == {"no answer block": 0, "a prosody level": 2, "another name of an option's emotion": 1,
+                      "an emotion no option names": 0, "another word": 0}
+    assert out[7].split() == ["2", "<none>"] and out[8].split()[:2] == ["1", "joy"]
