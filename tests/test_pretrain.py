@@ -12,6 +12,7 @@ from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS, COMPARISON_PROMPTS
 from emorl.emotions import wheel_position
 from emorl.pretraining.tasks import (
     EXPERIMENT,
+    FORMATTED_TASKS,
     PRETRAIN,
     SPEECH,
     TASKS,
@@ -458,16 +459,17 @@ ANSWERS_AN_EMOTION = {
     "topic": False,     # what the sentence is about
     "voice": False,     # male / female
     "attribute": False,  # a measured level
+    "heard_meaning": True,  # what the heard key word conveys
 }
 
 
-@pytest.mark.parametrize("task", sorted(ANSWERS_AN_EMOTION))
+@pytest.mark.parametrize("task", sorted(FORMATTED_TASKS))
 def test_questions_answered_with_another_word_than_an_emotion_take_their_own_formats(task):
     """With formats ESR only and word formats IR only, an emotion-name answer is always reasoned in ESR's
     sections and a key word, topic, voice or level is always a bare answer (its conclusion never an ESR synthesis)."""
     t = tasks({task: 1.0}, formats={"esr": 1.0}, word_formats={"ir": 1.0})
     starts = {ex.target.startswith("<think><transcript>") for ex in draws(t, 40) if ex.task == task}
-    assert starts == {ANSWERS_AN_EMOTION[task]}
+    assert starts == {ANSWERS_AN_EMOTION[task]}  # a task the table here lacks fails: say what its answer is
 
 
 def test_word_formats_default_to_the_formats_and_bad_weights_are_named():

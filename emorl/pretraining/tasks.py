@@ -122,6 +122,22 @@ def _formats(weights: Mapping[str, float], key: str) -> tuple[list[ReasoningStra
     return [get_strategy(name) for name in names], p
 
 
+#: The tasks whose questions about a clip are answered in a drawn format (IR, EUR or ESR), and whether that answer
+#: is an emotion name (its formats: ``pretrain.formats``) or another word (``pretrain.word_formats``);
+#: ``pretrain.task_formats`` may set a task's own.  The other tasks' answers are free text (transcribe, speech,
+#: describe, compare, rate) or IR / EUR (word_meaning, which has no clip).
+FORMATTED_TASKS: dict[str, bool] = {
+    "keyword": False,       # a word the speaker said
+    "topic": False,         # what the sentence is about
+    "voice": False,         # male or female
+    "attribute": False,     # a measured level
+    "heard_meaning": True,  # what the heard key word conveys
+    "emotion": True,        # the clip's emotion
+    "position": True,       # an emotion option, by its place
+    "synonym": True,        # the option naming the same emotion
+}
+
+
 def _vocabularies() -> list[tuple[str, ...]]:
     return [tuple(n for n in v if n != "calm") for v in LABEL_SETS.values()]
 
@@ -171,10 +187,13 @@ class PretrainTasks:
         if float(weights.get("emotion", 0)) > 0 and not self.pretrain_clips:
             raise ValueError("pretrain.tasks.emotion > 0 needs clips of the pretraining corpus (pretrain.corpus)")
         self.audio = audio
-        self.strategies, self.format_p = _formats(formats, "pretrain.formats")
-        self.word_strategies, self.word_format_p = _formats(formats if word_formats is None else word_formats,
-                                                            "pretrain.word_formats")
-        self.task_formats = {task: _formats(f, f"pretrain.task_formats.{task}") for task, f in (task_formats or {}).items()}
+        self.strategies, format_p = _formats(formats, "pretrain.formats")
+        by_answer = {True: (self.strategies, format_p),
+                     False: _formats(formats if word_formats is None else word_formats, "pretrain.word_formats")}
+        #: task -> (its formats, their probabilities): task_formats over formats / word_formats
+        self.task_formats = {task: by_answer[emotion_answer] for task, emotion_answer in FORMATTED_TASKS.items()}
+        self.task_formats |= {task: _formats(f, f"pretrain.task_formats.{task}")
+                              for task, f in (task_formats or {}).items()}
         self.seed = int(seed)
         self.vocabularies = _vocabularies()
         self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
@@ -227,22 +246,17 @@ class PretrainTasks:
             return None
         return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
-    def strategy(self, rng: np.random.Generator, emotion_answer: bool = True, task: str | None = None) -> ReasoningStrategy:
-        """A drawn format: ``task``'s own (``task_formats``), else of ``formats`` (an emotion-name answer) or of
-        ``word_formats``."""
-        if task in self.task_formats:
-            strategies, p = self.task_formats[task]
-        elif emotion_answer:
-            strategies, p = self.strategies, self.format_p
-        else:
-            strategies, p = self.word_strategies, self.word_format_p
+    def strategy(self, rng: np.random.Generator, task: str) -> ReasoningStrategy:
+        """A drawn format of ``task`` (one of :data:`FORMATTED_TASKS`): its own (``task_formats``), else of ``formats``
+        when its answer is an emotion name, else of ``word_formats``."""
+        strategies, p = self.task_formats[task]
         return strategies[int(rng.choice(len(strategies), p=p))]
 
     def render(self, rng: np.random.Generator, clip: Clip, question: str, options: Sequence[str], answer: str,
-               conclusion: str, emotion_answer: bool = True, task: str | None = None) -> Example:
-        """The question about ``clip`` answered in a drawn format (:meth:`strategy`: ``task``'s own, else of
-        ``formats`` when the answer is an emotion name, else of ``word_formats``); ESR sections from the clip itself."""
-        strategy = self.strategy(rng, emotion_answer, task)
+               conclusion: str, task: str) -> Example:
+        """``task``'s question about ``clip`` answered in a drawn format (:meth:`strategy`); ESR sections from the clip
+        itself."""
+        strategy = self.strategy(rng, task)
         how = describe(clip.levels) or "no clear prosody"
         sections = (clip.item.transcript, clip.keyword or "none", how, conclusion)
         think = f"they say {clip.item.transcript}. it sounds like {how}. so {conclusion}."
@@ -296,8 +310,7 @@ def keyword(tasks: PretrainTasks, rng) -> Example:
     said = set(clip.item.transcript.split())
     distractors = [str(w) for w in rng.permutation(tasks.words) if w not in said][: int(rng.integers(2, 6))]
     options = [str(w) for w in rng.permutation([clip.keyword, *distractors])]
-    return tasks.render(rng, clip, WORD_QUESTION, options, clip.keyword, f"the speaker said {clip.keyword}",
-                        emotion_answer=False, task="keyword")
+    return tasks.render(rng, clip, WORD_QUESTION, options, clip.keyword, f"the speaker said {clip.keyword}", task="keyword")
 
 
 def topic(tasks: PretrainTasks, rng) -> Example:
@@ -305,16 +318,14 @@ def topic(tasks: PretrainTasks, rng) -> Example:
     answer = str(clip.item.meta["topic"])
     others = [str(t) for t in rng.permutation(tasks.topics) if t != answer][: int(rng.integers(2, 8))]
     options = [str(t) for t in rng.permutation([answer, *others])]
-    return tasks.render(rng, clip, TOPIC_QUESTION, options, answer, f"the speaker talks about the {answer}",
-                        emotion_answer=False, task="topic")
+    return tasks.render(rng, clip, TOPIC_QUESTION, options, answer, f"the speaker talks about the {answer}", task="topic")
 
 
 def voice(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
     answer = str(clip.item.meta["voice"])
     options = [str(v) for v in rng.permutation(["male", "female"])]
-    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}", emotion_answer=False,
-                        task="voice")
+    return tasks.render(rng, clip, VOICE_QUESTION, options, answer, f"the voice is {answer}", task="voice")
 
 
 def attribute(tasks: PretrainTasks, rng) -> Example:
@@ -325,8 +336,7 @@ def attribute(tasks: PretrainTasks, rng) -> Example:
         return transcribe(tasks, rng)
     answer = clip.levels[name]
     options = list(LEVEL_NAMES[name])[:: 1 if rng.random() < 0.5 else -1]
-    return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}",
-                        emotion_answer=False, task="attribute")
+    return tasks.render(rng, clip, ATTRIBUTE_QUESTIONS[name], options, answer, f"the {name} is {answer}", task="attribute")
 
 
 def compare(tasks: PretrainTasks, rng) -> Example:
@@ -443,10 +453,6 @@ def synonym(tasks: PretrainTasks, rng) -> Example:
     return tasks.render(rng, clip, SYNONYM_QUESTION.replace("{name}", name), options, answer,
                         f"{name} and {answer} name the same emotion", task="synonym")
 
-
-#: The tasks whose questions are answered in a drawn format (IR, EUR or ESR), which ``pretrain.task_formats`` may set
-#: per task; the others' answers are free text (transcribe, speech, describe, compare, rate) or IR / EUR (word_meaning).
-FORMATTED_TASKS = ("keyword", "topic", "voice", "attribute", "heard_meaning", "emotion", "position", "synonym")
 
 #: The mixture's tasks by name (``pretrain.tasks`` weighs them).
 TASKS: dict[str, Callable[[PretrainTasks, np.random.Generator], Example]] = {
