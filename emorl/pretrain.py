@@ -196,16 +196,24 @@ def _audio_cache():
     return audio
 
 
+def mixture(cfg: DictConfig, clips, audio, lexicon):
+    """The task mixture ``cfg.pretrain`` sets (:class:`emorl.pretraining.tasks.PretrainTasks`) over ``clips``."""
+    from emorl.pretraining.tasks import PretrainTasks
+
+    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
+    return PretrainTasks(clips, audio, lexicon, p["tasks"], p["formats"], p.get("word_formats"), seed=int(cfg.seed),
+                         attributes=p.get("attributes"), task_formats=p.get("task_formats"),
+                         speeds=p.get("speeds") or ())
+
+
 def _untrained_base(cfg: DictConfig, run_dir: Path, clips, audio, lexicon):
     """The task mixture and the untrained model (its tokenizer fitted to the mixture's texts), built once into
     ``<run>/init``: a resumed run loads the same one.  Returns ``(tasks, model, processor)``."""
     from emorl.models.loading import load_backbone
     from emorl.models.tiny import build_tiny_backbone
-    from emorl.pretraining.tasks import PretrainTasks, tokenizer_texts
+    from emorl.pretraining.tasks import tokenizer_texts
 
-    p = OmegaConf.to_container(cfg.pretrain, resolve=True)
-    tasks = PretrainTasks(clips, audio, lexicon, p["tasks"], p["formats"], p.get("word_formats"), seed=int(cfg.seed),
-                          attributes=p.get("attributes"), task_formats=p.get("task_formats"))
+    tasks = mixture(cfg, clips, audio, lexicon)
     init = run_dir / "init"
     if not (init / "done").exists():
         texts = tokenizer_texts(tasks, int(cfg.pretrain.tokenizer_examples))

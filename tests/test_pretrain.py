@@ -50,9 +50,9 @@ CLIPS += [Clip(Item(path=f"/speech/train/{k}.flac", label="", speaker=f"v{k}", s
 
 
 def tasks(weights=None, clips=CLIPS, formats=FORMATS, word_formats=None, attributes=None,
-          task_formats=None) -> PretrainTasks:
+          task_formats=None, speeds=()) -> PretrainTasks:
     return PretrainTasks(clips, lambda path: np.full(800, len(path), np.float32), LEXICON, weights or WEIGHTS, formats,
-                         word_formats, attributes=attributes, task_formats=task_formats)
+                         word_formats, attributes=attributes, task_formats=task_formats, speeds=speeds)
 
 
 def only(task: str, **kw) -> PretrainTasks:
@@ -655,3 +655,58 @@ def test_a_two_process_build_sent_sigterm_mid_step_stops_both_processes_at_that_
     # each process says where it stopped: the same step on both
     said = [line for line in done.stdout.splitlines() if "terminated at step" in line]
     assert len(said) == 2 and all(f"terminated at step {STOP_AT_STEP + 1};" in line for line in said), said
+
+
+# change_speed: a tone played faster is shorter and higher by the same factor (16 kHz, 1 s of a 200 Hz tone).
+SPEEDS = [
+    (1.0, 16000, 200.0),   # as recorded: the very samples
+    (1.1, 14545, 220.0),   # 10% faster: 1/1.1 of the samples, 10% higher
+    (0.9, 17778, 180.0),   # 10% slower: longer and lower
+    (1.25, 12800, 250.0),  # a quarter faster
+]
+
+
+@pytest.mark.parametrize("factor, samples, hz", SPEEDS)
+def test_a_clip_played_faster_is_shorter_and_higher_by_the_factor(factor, samples, hz):
+    from emorl.data.audio import change_speed
+
+    t = np.arange(16000) / 16000
+    out = change_speed((0.5 * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32), factor)
+    assert out.dtype == np.float32 and abs(out.size - samples) <= 1
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(out.size)))
+    peak_hz = np.argmax(spectrum) * 16000 / out.size
+    assert peak_hz == pytest.approx(hz, abs=1.5)  # one FFT bin is 1 to 1.25 Hz here
+    assert np.abs(out).max() == pytest.approx(0.5, abs=0.02)  # as loud as before
+
+
+def test_only_clips_asked_what_was_said_are_played_at_another_speed():
+    """With speeds [2.0], transcribe and speech examples hold half the clip's samples; every task whose answer holds
+    the clip's prosody or voice (a level, an ESR section, male / female) hears it as recorded."""
+    from emorl.pretraining.tasks import SPEED_PERTURBED_TASKS
+
+    lengths: dict[str, set[int]] = {}
+    for ex in draws(tasks(speeds=[2.0]), 300):
+        for wav in ex.audio if isinstance(ex.audio, list) else [ex.audio]:
+            lengths.setdefault(ex.task, set()).add(len(wav))
+    assert set(SPEED_PERTURBED_TASKS) <= set(lengths)
+    assert {t: n for t, n in lengths.items() if t in SPEED_PERTURBED_TASKS} == {t: {400} for t in SPEED_PERTURBED_TASKS}
+    assert {t: n for t, n in lengths.items() if t not in SPEED_PERTURBED_TASKS} == {
+        t: {800} for t in lengths if t not in SPEED_PERTURBED_TASKS}
+
+
+@pytest.mark.parametrize("speeds", [[0.0], [3.0], [1.0, -1.0]])  # silence, another signal, a negative factor
+def test_a_speed_no_voice_has_is_refused_by_name(speeds):
+    with pytest.raises(ValueError, match=r"pretrain.speeds: .* from 0.5 to 2.0"):
+        tasks(speeds=speeds)
+
+
+def test_the_configured_speeds_reach_the_mixture(tmp_path):
+    """``pretrain.speeds`` on the command line: the mixture the build draws plays what-was-said clips at it."""
+    from emorl.pretrain import mixture
+    from tests.conftest import pretrain_config
+
+    cfg = pretrain_config(tmp_path, "pretrain.speeds=[2.0]", "pretrain.tasks.transcribe=1.0")
+    mix = mixture(cfg, CLIPS, lambda path: np.zeros(800, np.float32), LEXICON)
+    transcribed = [ex for ex in draws(mix, 100) if ex.task == "transcribe"]
+    assert transcribed and {len(ex.audio) for ex in transcribed} == {400}
+    assert mixture(pretrain_config(tmp_path), CLIPS, lambda path: np.zeros(800, np.float32), LEXICON).speeds == ()

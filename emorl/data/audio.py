@@ -46,6 +46,28 @@ def to_mono_16k(wav: np.ndarray, sample_rate: int, source: str = "<array>") -> n
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+def change_speed(wav: np.ndarray, factor: float) -> np.ndarray:
+    """``wav`` (16 kHz) played ``factor`` times as fast, as a tape run faster: resampled, so its duration divides by
+    ``factor`` and its pitch, formants and speaking rate all multiply by it (the speed perturbation of Ko et al.,
+    2015, "Audio augmentation for speech recognition": new voices from the ones recorded).
+
+    Shapes: ``wav`` (samples,) -> (about samples / factor,), float32.
+
+    >>> change_speed(np.zeros(16000, np.float32), 1.25).shape, change_speed(np.zeros(16000, np.float32), 0.8).shape
+    ((12800,), (20000,))
+    """
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    if not 0.5 <= factor <= 2.0:
+        raise ValueError(f"speed factor {factor}: expected 0.5 to 2.0 (a voice, not another signal)")
+    if factor == 1.0:
+        return np.asarray(wav, dtype=np.float32)
+    ratio = Fraction(1 / factor).limit_denominator(100)  # new rate / old rate: fewer samples for the same content
+    return resample_poly(np.asarray(wav, dtype=np.float32), ratio.numerator, ratio.denominator).astype(np.float32)
+
+
 #: The largest sample magnitude accepted: float audio lives in [-1, 1]; decoders overshoot a little on clipped
 #: speech, but a peak beyond this is another scale (integer sample values stored as floats).
 MAX_PEAK = 2.0

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emorl.acoustics import LEVEL_NAMES, describe
+from emorl.data.audio import change_speed
 from emorl.data.batching import DESCRIPTION_TASKS, Example
 from emorl.data.corpus import Item
 from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS, COMPARISON_PROMPTS, MARGINS, ORDER, contrast
@@ -158,13 +159,16 @@ class PretrainTasks:
             ``word_formats``); None or {}: none.
         attributes: prosody attribute -> weight of the attribute and comparison questions about it; None:
             each equally often (the draws the shipped base was built on).
+        speeds: speed factors a clip asked only what was said (:data:`SPEED_PERTURBED_TASKS`) is played at, one
+            drawn per example (:func:`emorl.data.audio.change_speed`); empty: as recorded (the shipped base).
     """
 
     def __init__(self, clips: Sequence[Clip], audio: Callable[[str], np.ndarray], lexicon: Mapping[str, Sequence[str]],
                  weights: Mapping[str, float], formats: Mapping[str, float],
                  word_formats: Mapping[str, float] | None = None, seed: int = 0,
                  attributes: Mapping[str, float] | None = None,
-                 task_formats: Mapping[str, Mapping[str, float]] | None = None) -> None:
+                 task_formats: Mapping[str, Mapping[str, float]] | None = None,
+                 speeds: Sequence[float] = ()) -> None:
         for key, given, known, what in (("tasks", weights, TASKS, "tasks"),
                                         ("attributes", attributes or {}, ATTRIBUTE_QUESTIONS, "attributes"),
                                         ("task_formats", task_formats or {}, FORMATTED_TASKS, "tasks")):
@@ -195,6 +199,11 @@ class PretrainTasks:
         self.task_formats |= {task: _formats(f, f"pretrain.task_formats.{task}")
                               for task, f in (task_formats or {}).items()}
         self.seed = int(seed)
+        self.speeds = tuple(float(f) for f in speeds)
+        for f in self.speeds:
+            if not 0.5 <= f <= 2.0:
+                raise ValueError(f"pretrain.speeds: {f} is no speed factor of a voice; give factors from 0.5 to 2.0, "
+                                 "e.g. [0.9, 1.0, 1.1]")
         self.vocabularies = _vocabularies()
         self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
         self.option_pool = sorted({label for labels in LABEL_SETS.values() for label in labels})
@@ -265,6 +274,14 @@ class PretrainTasks:
         return Example(audio=self.audio(clip.item.path), text=strategy.prompt(options, question=question),
                        label=answer, options=tuple(options), target=target, item=clip.item)
 
+    def heard(self, rng: np.random.Generator, clip: Clip) -> np.ndarray:
+        """``clip``'s audio at a drawn speed of ``speeds`` (as recorded when there are none: no draw, the shipped
+        base's examples); only for questions whose answer a change of speed leaves true (what was said)."""
+        wav = self.audio(clip.item.path)
+        if not self.speeds:
+            return wav
+        return change_speed(wav, self.speeds[int(rng.integers(len(self.speeds)))])
+
     def answered(self, clip: Clip | None, question: str, answer: str) -> Example:
         """A question whose answer is free text (a transcript, a description): IR's answer block only."""
         target = free_answer_target(answer)
@@ -291,13 +308,23 @@ class PretrainTasks:
 # ---------------------------------------------------------------------- builders
 def transcribe(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
-    return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
+    example = tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
+    example.audio = tasks.heard(rng, clip)
+    return example
 
 
 def speech(tasks: PretrainTasks, rng) -> Example:
     """What the speaker of a speech-corpus clip says (sentences of many frames, many voices)."""
     clip = tasks.clip(rng, tasks.speech_clips)
-    return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
+    example = tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
+    example.audio = tasks.heard(rng, clip)
+    return example
+
+
+#: The tasks whose clip may be played faster or slower (``pretrain.speeds``): their answer is what was said, which
+#: a change of speed leaves true; every other answer about a clip holds its measured prosody (a level, an ESR
+#: section) or its voice, which it does not.
+SPEED_PERTURBED_TASKS = ("transcribe", "speech")
 
 
 def describe_prosody(tasks: PretrainTasks, rng) -> Example:
