@@ -46,6 +46,10 @@ def to_mono_16k(wav: np.ndarray, sample_rate: int, source: str = "<array>") -> n
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
+#: The speed factors :func:`change_speed` accepts: a voice played this much slower or faster is still a voice.
+SPEED_RANGE = (0.5, 2.0)
+
+
 def change_speed(wav: np.ndarray, factor: float) -> np.ndarray:
     """``wav`` (16 kHz) played ``factor`` times as fast, as a tape run faster: resampled, so its duration divides by
     ``factor`` and its pitch, formants and speaking rate all multiply by it (the speed perturbation of Ko et al.,
@@ -60,8 +64,9 @@ def change_speed(wav: np.ndarray, factor: float) -> np.ndarray:
 
     from scipy.signal import resample_poly
 
-    if not 0.5 <= factor <= 2.0:
-        raise ValueError(f"speed factor {factor}: expected 0.5 to 2.0 (a voice, not another signal)")
+    if not SPEED_RANGE[0] <= factor <= SPEED_RANGE[1]:
+        raise ValueError(f"speed factor {factor}: expected {SPEED_RANGE[0]} to {SPEED_RANGE[1]} (a voice, not another "
+                         "signal)")
     if factor == 1.0:
         return np.asarray(wav, dtype=np.float32)
     ratio = Fraction(1 / factor).limit_denominator(100)  # new rate / old rate: fewer samples for the same content

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emorl.acoustics import LEVEL_NAMES, describe
-from emorl.data.audio import change_speed
+from emorl.data.audio import SPEED_RANGE, change_speed
 from emorl.data.batching import DESCRIPTION_TASKS, Example
 from emorl.data.corpus import Item
 from emorl.data.prosody_tasks import ATTRIBUTE_QUESTIONS, COMPARISON_PROMPTS, MARGINS, ORDER, contrast
@@ -201,9 +201,9 @@ class PretrainTasks:
         self.seed = int(seed)
         self.speeds = tuple(float(f) for f in speeds)
         for f in self.speeds:
-            if not 0.5 <= f <= 2.0:
-                raise ValueError(f"pretrain.speeds: {f} is no speed factor of a voice; give factors from 0.5 to 2.0, "
-                                 "e.g. [0.9, 1.0, 1.1]")
+            if not SPEED_RANGE[0] <= f <= SPEED_RANGE[1]:
+                raise ValueError(f"pretrain.speeds: {f} is no speed factor of a voice; give factors from "
+                                 f"{SPEED_RANGE[0]} to {SPEED_RANGE[1]}, e.g. [0.9, 1.0, 1.1]")
         self.vocabularies = _vocabularies()
         self.points = sorted({wheel_position(n) for v in self.vocabularies for n in v})
         self.option_pool = sorted({label for labels in LABEL_SETS.values() for label in labels})
@@ -282,11 +282,13 @@ class PretrainTasks:
             return wav
         return change_speed(wav, self.speeds[int(rng.integers(len(self.speeds)))])
 
-    def answered(self, clip: Clip | None, question: str, answer: str) -> Example:
-        """A question whose answer is free text (a transcript, a description): IR's answer block only."""
+    def answered(self, clip: Clip | None, question: str, answer: str, audio: np.ndarray | None = None) -> Example:
+        """A question whose answer is free text (a transcript, a description): IR's answer block only; ``audio``:
+        the clip as heard (None: as recorded)."""
         target = free_answer_target(answer)
         text = free_answer_prompt(question)
-        audio = self.audio(clip.item.path) if clip else []
+        if audio is None:
+            audio = self.audio(clip.item.path) if clip else []
         return Example(audio=audio, text=text, label=answer, target=target, item=clip.item if clip else None)
 
     def named(self, rng: np.random.Generator, point: str, exclude: Sequence[str] = ()) -> tuple[str, list[str]]:
@@ -308,17 +310,13 @@ class PretrainTasks:
 # ---------------------------------------------------------------------- builders
 def transcribe(tasks: PretrainTasks, rng) -> Example:
     clip = tasks.clip(rng)
-    example = tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
-    example.audio = tasks.heard(rng, clip)
-    return example
+    return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript, audio=tasks.heard(rng, clip))
 
 
 def speech(tasks: PretrainTasks, rng) -> Example:
     """What the speaker of a speech-corpus clip says (sentences of many frames, many voices)."""
     clip = tasks.clip(rng, tasks.speech_clips)
-    example = tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript)
-    example.audio = tasks.heard(rng, clip)
-    return example
+    return tasks.answered(clip, TRANSCRIBE_QUESTION, clip.item.transcript, audio=tasks.heard(rng, clip))
 
 
 #: The tasks whose clip may be played faster or slower (``pretrain.speeds``): their answer is what was said, which
