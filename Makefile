@@ -26,7 +26,7 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -m "not slow"
 
 # Build the embedded base from scratch (about 2 h on 2 cores), score it zero-shot in IR / EUR / ESR on the
-# default test split, and publish it with its model card into emorl/assets/embedded_base/.
+# default test split, publish it with its model card into emorl/assets/embedded_base/ and print the bars it meets.
 BASE_RUN ?= outputs/pretrain/embedded_base
 base: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[pretrain]"
@@ -35,3 +35,5 @@ base: $(VENV)/.installed
 	  hydra.run.dir=$(BASE_RUN)/zero_shot/$$r || exit 1; done
 	$(PY) -m emorl.pretraining.card $(BASE_RUN) --evaluation $(BASE_RUN)/zero_shot/ir \
 	  --evaluation $(BASE_RUN)/zero_shot/eur --evaluation $(BASE_RUN)/zero_shot/esr
+	$(PY) -m emorl.pretraining.bars --evaluation $(BASE_RUN)/zero_shot/ir --evaluation $(BASE_RUN)/zero_shot/eur \
+	  --evaluation $(BASE_RUN)/zero_shot/esr
