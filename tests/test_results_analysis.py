@@ -21,7 +21,8 @@ def test_answers_by_key_word_breaks_a_class_down_by_the_word_its_clips_carry(tmp
         ("d.flac", "joy", "glad", "joy"), ("e.flac", "surprise", "delighted", "joy"),
     ]
     (corpus / "test.jsonl").write_text("\n".join(json.dumps(
-        {"path": f"audio/{clip}", "label": label, "meta": {"keywords": [word], "word_class": word_class}})
+        {"path": f"audio/{clip}", "label": label, "meta": {"keywords": [word], "word_class": word_class,
+                                                           "words": "matching" if word_class == label else "contradicting"}})
         for clip, label, word, word_class in rows))
     answers = tmp_path / "answers.jsonl"
     said = {"a.flac": "surprise", "b.flac": "surprise", "c.flac": "joy", "d.flac": "joy", "e.flac": "joy"}
@@ -29,7 +30,9 @@ def test_answers_by_key_word_breaks_a_class_down_by_the_word_its_clips_carry(tmp
     out = subprocess.run([sys.executable, "docs/results/analysis/answers_by_key_word.py", str(answers),
                           "--corpus", str(corpus), "--labels", "joy"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     lines = out.splitlines()
-    assert "joy clips (4): joy 0.50, surprise 0.50" in lines[1]  # the surprise clip is not a joy clip
+    # c, d right of the four matching clips; e (surprise said with a joy word) answered joy: wrong
+    assert lines[1].endswith("accuracy by what the words say: contradicting 0.0% (1), matching 50.0% (4)")
+    assert "joy clips (4): joy 0.50, surprise 0.50" in lines[2]  # the surprise clip is not a joy clip
     delighted = next(line for line in lines if line.strip().startswith("delighted"))
     assert "n=  3" in delighted and "surprise 0.67, joy 0.33" in delighted
     glad = next(line for line in lines if line.strip().startswith("glad"))
