@@ -35,5 +35,5 @@ base: $(VENV)/.installed
 	  hydra.run.dir=$(BASE_RUN)/zero_shot/$$r || exit 1; done
 	$(PY) -m emorl.pretraining.card $(BASE_RUN) --evaluation $(BASE_RUN)/zero_shot/ir \
 	  --evaluation $(BASE_RUN)/zero_shot/eur --evaluation $(BASE_RUN)/zero_shot/esr
-	$(PY) -m emorl.pretraining.bars --evaluation $(BASE_RUN)/zero_shot/ir --evaluation $(BASE_RUN)/zero_shot/eur \
-	  --evaluation $(BASE_RUN)/zero_shot/esr
+	$(PY) -m emorl.pretraining.bars --evaluation $(BASE_RUN)/zero_shot/ir $(BASE_RUN)/zero_shot/eur \
+	  $(BASE_RUN)/zero_shot/esr

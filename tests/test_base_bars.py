@@ -105,7 +105,8 @@ def folders(tmp_path):
 
 def test_the_cli_prints_every_bar_with_its_verdict(folders, capsys):
     root, ev = folders
-    main([*(a for e in ev for a in ("--evaluation", str(e))), "--sft", str(root / "sft"), "--grpo", str(root / "grpo")])
+    grpo = [str(p) for p in sorted((root / "grpo").iterdir())]   # run folders, several after one option
+    main(["--evaluation", *map(str, ev), "--sft", str(root / "sft"), "--grpo", *grpo])
     out = capsys.readouterr().out
     rows = {cells[1].strip(): (cells[2].strip(), cells[4].strip())
             for cells in (line.split("|") for line in out.splitlines() if line.startswith("| ") and "---" not in line)}

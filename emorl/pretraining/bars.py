@@ -3,8 +3,8 @@
 Checks a base against the bars the embedded base is held to (``docs/embedded_default.md``), from the
 folders that measure them::
 
-    python -m emorl.pretraining.bars --evaluation <base>/zero_shot/ir --evaluation <base>/zero_shot/eur \\
-        --evaluation <base>/zero_shot/esr [--sft <SFT + IR runs>] [--grpo <GRPO runs>]
+    python -m emorl.pretraining.bars --evaluation <base>/zero_shot/ir <base>/zero_shot/eur <base>/zero_shot/esr \\
+        [--sft <folders of SFT + IR runs>] [--grpo <folders of GRPO runs>]
 
 * zero-shot (greedy ``emorl.evaluate`` folders of the base, one per reasoning strategy): every format at
   least 98% parsable and every class's recall at least 0.10; where the answers hold them (ESR's sections),
@@ -169,12 +169,12 @@ def render(bars: Sequence[Bar]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Check a built base against the embedded base's bars.")
-    parser.add_argument("--evaluation", type=Path, action="append", default=[], required=True,
-                        help="an emorl.evaluate folder of the base, zero-shot (repeat: one per reasoning strategy)")
-    parser.add_argument("--sft", type=Path, action="append", default=[],
-                        help="a folder holding SFT + IR runs from the base (searched for metrics.json; repeatable)")
-    parser.add_argument("--grpo", type=Path, action="append", default=[],
-                        help="a folder holding GRPO runs from the base (searched for metrics.json; repeatable)")
+    parser.add_argument("--evaluation", type=Path, nargs="+", action="extend", default=[], required=True,
+                        help="emorl.evaluate folders of the base, zero-shot, one per reasoning strategy")
+    parser.add_argument("--sft", type=Path, nargs="+", action="extend", default=[],
+                        help="folders holding SFT + IR runs from the base (searched for metrics.json)")
+    parser.add_argument("--grpo", type=Path, nargs="+", action="extend", default=[],
+                        help="folders holding GRPO runs from the base (searched for metrics.json)")
     args = parser.parse_args(argv)
     print(render(collect(args.evaluation, args.sft, args.grpo)))
 
