@@ -127,6 +127,8 @@ def test_the_cli_prints_every_bar_with_its_verdict(folders, capsys):
     # a GRPO run in a format the base was not evaluated in, with no base score of its own
     (lambda root: write_run(root / "grpo" / "eswr_eur_s0", "grpo", "eur", 0, 0.7, (0.5, 0.5, 0.5)) and [],
      "trained in eur, but neither the run scored its base nor is an --evaluation of the base in eur"),
+    # a training run passed where a zero-shot evaluation of the base belongs
+    (lambda root: [root / "sft" / "sft_ir_s0"], "sft_ir_s0: its metrics.json holds no test scores"),
     # runs tested on another corpus than the base
     (lambda root: write_run(root / "sft" / "sft_ir_other", "sft", "ir", 0, 0.7, (0.5, 0.5, 0.5), dataset="meld") and [],
      "tested on ('meld', 'test')"),
