@@ -79,6 +79,9 @@ def zero_shot_scores(evaluations: Sequence[Path]) -> dict:
     out = {}
     for folder in evaluations:
         metrics = json.loads((Path(folder) / "metrics.json").read_text())
+        if "test" not in metrics:
+            raise ValueError(f"--evaluation {folder}: its metrics.json holds no test scores; pass the folders "
+                             "python -m emorl.evaluate model.pretrained=<base> hydra.run.dir=... wrote")
         test = metrics["test"]
         out[metrics["reasoning"]] = {"dataset": metrics["dataset"], "split": metrics["split"], "clips": test.get("n"),
                                      **{k: test[k] for k in keys if k in test}}
