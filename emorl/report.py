@@ -30,6 +30,7 @@ import yaml
 
 from emorl.runs import (
     WINDOW,
+    RunGroup,
     algo_and_reward,
     damaged_listing,
     load_runs,
@@ -42,7 +43,7 @@ from emorl.runs import (
 
 
 def table(runs: list[dict]) -> str:
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[RunGroup, list[dict]] = defaultdict(list)
     for run in runs:
         groups[run["group"]].append(run)
     lines = [["runs from", "algo", "reward", "reasoning", "dataset", "settings", "runs", "base UA", "base WA", "base F1",
@@ -61,14 +62,14 @@ def table(runs: list[dict]) -> str:
 
 def recall_table(runs: list[dict]) -> str:
     """Every class's test recall after training (mean ± std over a group's runs) and the lowest."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[RunGroup, list[dict]] = defaultdict(list)
     for run in runs:
         if "trained" in run:
             groups[run["group"]].append(run)
     labels = list(dict.fromkeys(label for rs in groups.values() for r in rs for label in r["trained"]["recall"]))
     lines = [["runs from", "algo", "reward", "reasoning", "settings", *labels, "lowest"]]
     for group, rs in sorted(groups.items()):
-        cells = [*group[:4], group[5]]
+        cells = [group.folder, group.algo, group.reward, group.reasoning, group.settings]
         cells += [mean_std([r["trained"]["recall"][label] for r in rs if label in r["trained"]["recall"]])
                   for label in labels]
         cells.append(mean_std([min(r["trained"]["recall"].values()) for r in rs]))
@@ -78,8 +79,8 @@ def recall_table(runs: list[dict]) -> str:
 
 def run_listing(runs: list[dict]) -> str:
     """Which runs went into each row of :func:`table` (their folders)."""
-    groups: dict[tuple, list[str]] = defaultdict(list)
-    partial: dict[tuple, dict] = {}
+    groups: dict[RunGroup, list[str]] = defaultdict(list)
+    partial: dict[RunGroup, dict] = {}
     for run in runs:
         groups[run["group"]].append(run["path"])
         partial[run["group"]] = run.get("partial") or {}
@@ -95,9 +96,9 @@ def run_listing(runs: list[dict]) -> str:
 def dynamics(runs: list[dict], width: int = WINDOW) -> str:
     """Per group: validation UA at each check, and per window of steps entropy, the share of groups
     with reward variance and the sampled labels' shares (means over the group's runs)."""
-    groups: dict[tuple, list[list[dict]]] = defaultdict(list)
+    groups: dict[RunGroup, list[list[dict]]] = defaultdict(list)
     for run in runs:
-        if "trained" in run and run["group"][1] == "grpo":
+        if "trained" in run and run["group"].algo == "grpo":
             groups[run["group"]].append(read_log(run["path"]))
     out = []
     for group, logs in sorted(groups.items()):
@@ -157,7 +158,7 @@ def evaluation_summary(evals: list[dict]) -> str:
     """Evaluations averaged over seeds: by (directory given, evaluated model, dataset, split)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for e in evals:
-        groups[(e["group"][0], *evaluated_group(e), e.get("dataset", "?"), e.get("split", "test"))].append(e)
+        groups[(e["group"].folder, *evaluated_group(e), e.get("dataset", "?"), e.get("split", "test"))].append(e)
     lines = [["runs from", "model", "reward", "reasoning", "dataset", "split", "runs", "UA", "WA", "F1", "unparsed",
               "lowest recall", "faithfulness"]]
     for group, es in sorted(groups.items()):

@@ -13,6 +13,7 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -112,9 +113,22 @@ def damaged_listing(damaged: list[tuple[str, str]]) -> str:
     return "\n".join(f"damaged, left out: {path} ({error})" for path, error in damaged)
 
 
+class RunGroup(NamedTuple):
+    """What puts runs in one row: the folder given, algorithm, reward (``-`` but for GRPO), reasoning,
+    dataset, and every other setting that differs between the runs of the row (``-`` for none; empty for
+    evaluations, which are grouped by what they evaluated)."""
+
+    folder: str
+    algo: str
+    reward: str
+    reasoning: str
+    dataset: str
+    settings: str = ""
+
+
 def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> list[dict]:
-    """Every ``metrics.json`` under ``dirs``, grouped by (directory given, algo, reward, reasoning,
-    dataset, and every other setting that differs between the runs of that group).  A file that cannot
+    """Every ``metrics.json`` under ``dirs``, each with its ``group`` (a :class:`RunGroup`), ``config`` and
+    ``path``.  A file that cannot
     be read is left out and added to ``damaged`` as ``(file, error)``."""
     runs = []
     for d in dirs:
@@ -130,7 +144,7 @@ def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> 
             config_file = path.parent / "config_resolved.yaml"
             cfg = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
             metrics["config"] = cfg or {}
-            metrics["group"] = (
+            metrics["group"] = RunGroup(
                 Path(d).name,
                 *algo_and_reward(cfg, default_algo="grpo"),
                 (cfg.get("reasoning") or {}).get("name", "?"),
@@ -138,7 +152,7 @@ def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> 
             )
             metrics["path"] = str(path.parent)
             runs.append(metrics)
-    by_group: dict[tuple, list[dict]] = defaultdict(list)
+    by_group: dict[RunGroup, list[dict]] = defaultdict(list)
     for run in runs:
         if "test" not in run:  # training runs; evaluations are grouped by what they evaluated
             by_group[run["group"]].append(run)
@@ -148,7 +162,7 @@ def load_runs(dirs: list[str], damaged: list[tuple[str, str]] | None = None) -> 
         for r in rs:
             flat = flatten(r["config"])
             described = [f"{k}={flat.get(k)}" for k in keys] + ([folds] if folds else [])
-            r["group"] = (*r["group"], ", ".join(described) or "-")
+            r["group"] = r["group"]._replace(settings=", ".join(described) or "-")
         partial = partial_settings([r["config"] for r in rs])
         for r in rs:
             r["partial"] = {k: (n, len(rs)) for k, n in partial.items()}

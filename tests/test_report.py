@@ -183,3 +183,16 @@ def test_a_fold_sweep_is_one_row_averaging_its_folds(tmp_path, capsys):
     out = capsys.readouterr().out
     # one row of four runs: UA 55.0 ± 12.9 over the folds, which the settings column names
     assert "| savee_folds | grpo | eswr | esr | savee | folds 1, 2, 3, 4 averaged | 4 | 55.0 ± 12.9 |" in out
+
+
+def test_load_runs_names_what_groups_a_run(tmp_path):
+    """A run's group is read by name (folder, algo, reward, reasoning, dataset, settings): the report and the
+    base's bars read the reasoning and the dataset from it, which a position shifted by one would swap."""
+    from emorl.runs import load_runs
+
+    sweep = tmp_path / "sweep"
+    _run(sweep, "s0", {"joy": 0.5}, [], seed=0, model={"lr": 1e-4})
+    _run(sweep, "s1", {"joy": 0.5}, [], seed=1, model={"lr": 3e-4})
+    groups = sorted(run["group"] for run in load_runs([str(sweep)]))
+    assert [(g.folder, g.algo, g.reward, g.reasoning, g.dataset) for g in groups] == [("sweep", "grpo", "eswr", "esr", "synthetic")] * 2
+    assert [g.settings for g in groups] == ["model.lr=0.0001", "model.lr=0.0003"]

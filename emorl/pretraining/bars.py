@@ -130,16 +130,16 @@ def collect(evaluations: Sequence[Path], sft: Sequence[Path] = (), grpo: Sequenc
     runs = {"--sft": _training_runs(sft, "--sft"), "--grpo": _training_runs(grpo, "--grpo")}
     for option, rs in runs.items():
         for run in rs:
-            place = (run["group"][4], (run["config"].get("data") or {}).get("test_split", "test"))
+            place = (run["group"].dataset, (run["config"].get("data") or {}).get("test_split", "test"))
             if places and place not in places:
                 raise ValueError(f"{option} {run['path']}: tested on {place}, the base evaluated on {sorted(places)}; "
                                  "evaluate the base on the runs' dataset and test split")
-    reasonings = sorted({r["group"][3] for r in runs["--sft"]})
+    reasonings = sorted({r["group"].reasoning for r in runs["--sft"]})
     if len(reasonings) > 1:
         raise ValueError(f"--sft: runs in several reasoning formats {reasonings}; pass the runs of one (SFT + IR)")
     gains = []
     for run in runs["--grpo"]:
-        reasoning = run["group"][3]
+        reasoning = run["group"].reasoning
         if "base" in run:
             base_ua = run["base"]["ua"]
         elif reasoning in scores:
