@@ -117,6 +117,29 @@ class CheckpointOnSigterm(Callback):
         log.warning("SIGTERM: saved %s at step %d", self.path, trainer.global_step)
 
 
+class LogStepsAcrossResumes(Callback):
+    """Log every training step under its index in the whole run, resumed or not.
+
+    Lightning logs a step under a counter (``fit_loop.epoch_loop._batches_that_stepped``) that it restores from the
+    checkpoint and then corrects by guessing where in a step the checkpoint was taken; a build resumed from a SIGTERM
+    checkpoint logged every later step one too high.  The loop's count of the batches it began
+    (``batch_progress.total.ready``) is restored exactly, so the counter is set from it when each batch begins.
+    One batch is one step (no gradient accumulation, which emorl does not use; with it, nothing is changed).
+    """
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        if trainer.accumulate_grad_batches != 1:
+            return
+        if not hasattr(loop, "_batches_that_stepped"):
+            import lightning
+
+            raise RuntimeError(f"lightning {lightning.__version__} no longer has the counter its loggers log steps "
+                               "under (fit_loop.epoch_loop._batches_that_stepped) that emorl sets on resuming; install a "
+                               "lightning that has it (emorl is tested with 2.6)")
+        loop._batches_that_stepped = loop.batch_progress.total.ready - 1
+
+
 #: The exit status of a command stopped by SIGTERM (128 + 15, what a shell reports for a process the signal ended).
 SIGTERM_EXIT = 143
 
@@ -248,7 +271,8 @@ def rebase_checkpoint_state(state: dict, old: str, new: str) -> dict:
 
 
 def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]:
-    """The best-by-val-UA, periodic-last and on-SIGTERM checkpoint callbacks, and the settings each checkpoint holds."""
+    """The best-by-val-UA, periodic-last and on-SIGTERM checkpoint callbacks, the settings each checkpoint holds, and
+    the step numbers a resumed run logs under."""
     every = int(cfg.checkpoint.every_n_steps)
     return {
         "settings": SettingsInCheckpoint(run_settings(cfg)),
@@ -258,6 +282,7 @@ def checkpoint_callbacks(cfg: DictConfig, ckpt_dir: Path) -> dict[str, Callback]
         ),
         "last": PeriodicCheckpoint(ckpt_dir / "last.ckpt", every),
         "sigterm": CheckpointOnSigterm(ckpt_dir / "last.ckpt"),
+        "log_steps": LogStepsAcrossResumes(),
     }
 
 

@@ -230,6 +230,7 @@ def _pretraining_run(cfg: DictConfig, run_dir: Path, tasks, model, processor, va
 
     from emorl.checkpointing import (
         CheckpointOnSigterm,
+        LogStepsAcrossResumes,
         PeriodicCheckpoint,
         SettingsInCheckpoint,
         run_settings,
@@ -249,9 +250,11 @@ def _pretraining_run(cfg: DictConfig, run_dir: Path, tasks, model, processor, va
                                                      formats=tuple(p.val_formats)))
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=CSVLogger(run_dir, name="csv", version=""),
+        # each attempt its own csv/version_<n> (Lightning's CSV logger empties a folder it finds a log in);
+        # emorl.runs.read_log joins them
+        cfg.trainer, logger=CSVLogger(run_dir, name="csv"),
         callbacks=[SettingsInCheckpoint(run_settings(cfg)), PeriodicCheckpoint(last, int(p.every_n_steps)),
-                   CheckpointOnSigterm(last)])
+                   CheckpointOnSigterm(last), LogStepsAcrossResumes()])
     use_atomic_checkpoints(trainer)
     return module, data, trainer
 

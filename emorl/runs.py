@@ -202,13 +202,37 @@ def markdown(table: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table[1:]])
 
 
+def log_files(run_dir: str | Path) -> list[Path]:
+    """A run's CSV logs, one per attempt (a resumed run logs into a new ``csv/version_<n>``), in the order they were
+    written: ``csv/metrics.csv`` (the layout of earlier builds), then ``csv/version_<n>/metrics.csv`` by ``n``."""
+    csv_dir = Path(run_dir) / "csv"
+    versions = [p for p in csv_dir.glob("version_*/metrics.csv") if p.parent.name.removeprefix("version_").isdigit()]
+    versions.sort(key=lambda p: int(p.parent.name.removeprefix("version_")))
+    return [p for p in [csv_dir / "metrics.csv"] if p.is_file()] + versions
+
+
+def join_attempts(attempts: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    """One log from its attempts' logs, oldest first: each attempt's rows replace the earlier rows from its first
+    step on (the steps after the checkpoint it resumed from, run again).  An attempt with no row changes nothing.
+
+    >>> join_attempts([[{"step": 0.0, "a": 1.0}, {"step": 1.0, "a": 2.0}, {"step": 2.0, "a": 3.0}], [], [{"step": 1.0, "a": 9.0}]])
+    [{'step': 0.0, 'a': 1.0}, {'step': 1.0, 'a': 9.0}]
+    """
+    rows: list[dict[str, float]] = []
+    for attempt in attempts:
+        if attempt:
+            first = min(r["step"] for r in attempt)
+            rows = [r for r in rows if r["step"] < first] + attempt
+    return rows
+
+
 def read_log(run_dir: str | Path) -> list[dict[str, float]]:
-    """The rows of a run's CSV log (``csv/*/metrics.csv``), numbers only; [] when there is none."""
-    files = sorted(Path(run_dir).glob("csv/*/metrics.csv"))
-    if not files:
-        return []
-    with open(files[-1], newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    """The rows of a run's CSV log, numbers only, its attempts joined (:func:`join_attempts`); [] when there is none."""
+    attempts = []
+    for path in log_files(run_dir):
+        with open(path, newline="") as f:
+            attempts.append([{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)])
+    return join_attempts(attempts)
 
 
 def validation_curve(rows: list[dict[str, float]]) -> dict[int, float]:

@@ -575,16 +575,18 @@ def test_a_build_stopped_by_sigterm_saves_exits_143_and_resumes_to_the_weights_o
         tmp_path, cache_dir):
     """SIGTERM to the command (what a scheduler sends) stops the build at a step, saves ``last.ckpt`` there, exits 143
     saying how to continue, and the same command resumes from it to the weights of a build never stopped.  One
-    process; two stopped mid-step: the test below."""
+    process; two stopped mid-step: the test below.  Its log too is an uninterrupted build's: the resumed command
+    once deleted the rows of the steps before the stop."""
     import os
     import signal
 
     from safetensors.torch import load_file
 
+    from emorl.runs import read_log
     from tests.processes import signal_once_written
 
     pytest.importorskip("nrclex")
-    steps = ("pretrain.steps=8",)
+    steps = ("pretrain.steps=8", "trainer.log_every_n_steps=1")
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     procs = [launch_pretrain(straight, cache_dir, *steps)]
     try:
@@ -608,6 +610,14 @@ def test_a_build_stopped_by_sigterm_saves_exits_143_and_resumes_to_the_weights_o
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)
+    # every step's loss logged once, the steps before the stop included, as the uninterrupted build logged them
+    logged = [read_log(straight), read_log(stopped)]
+    losses = [{int(r["step"]): r["train/loss"] for r in rows if "train/loss" in r} for rows in logged]
+    assert sorted(losses[0]) == list(range(8)), losses[0]
+    assert sorted(losses[1]) == sorted(losses[0]), (losses[1], losses[0])
+    torch.testing.assert_close(torch.tensor([losses[1][s] for s in range(8)]), torch.tensor([losses[0][s] for s in range(8)]),
+                               rtol=1e-4, atol=1e-6)
+    assert len(logged[1]) == len(logged[0]), (logged[1], logged[0])  # no step's row twice
 
 
 @pytest.mark.slow

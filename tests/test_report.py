@@ -196,3 +196,29 @@ def test_load_runs_names_what_groups_a_run(tmp_path):
     groups = sorted(run["group"] for run in load_runs([str(sweep)]))
     assert [(g.folder, g.algo, g.reward, g.reasoning, g.dataset) for g in groups] == [("sweep", "grpo", "eswr", "esr", "synthetic")] * 2
     assert [g.settings for g in groups] == ["model.lr=0.0001", "model.lr=0.0003"]
+
+
+def _attempt(run, folder, rows):
+    (run / folder).parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for r in rows for k in r})
+    (run / folder).write_text("\n".join([",".join(keys)] + [",".join(str(r.get(k, "")) for k in keys) for r in rows]) + "\n")
+
+
+def test_a_resumed_runs_log_joins_its_attempts_in_order_and_the_steps_run_again_replace_the_first(tmp_path):
+    """A resumed run logs into a new ``csv/version_<n>``; reading only the last one lost the run's first part, and
+    ``version_10`` sorted before ``version_2``.  A build of an older emorl logged into ``csv/metrics.csv`` itself."""
+    from emorl.runs import read_log
+
+    run = tmp_path / "run"
+    _attempt(run, "csv/metrics.csv", [{"step": 0, "train/loss": 9.0}])  # the oldest layout, first
+    _attempt(run, "csv/version_0/metrics.csv", [{"step": s, "train/loss": 5.0 - s} for s in range(1, 5)] + [{"step": 3, "val/ua": 0.2}])
+    # killed after its checkpoint at step 3: steps 3 and 4 run again
+    _attempt(run, "csv/version_1/metrics.csv", [{"step": 3, "train/loss": 1.5}, {"step": 4, "train/loss": 1.25}, {"step": 5, "train/loss": 1.0}])
+    for n in range(2, 10):  # attempts killed before they logged a row
+        (run / f"csv/version_{n}").mkdir()
+    _attempt(run, "csv/version_10/metrics.csv", [{"step": 5, "train/loss": 0.5}, {"step": 6, "train/loss": 0.25}])
+    rows = read_log(run)
+    assert [(r["step"], r.get("train/loss"), r.get("val/ua")) for r in rows] == [
+        (0.0, 9.0, None), (1.0, 4.0, None), (2.0, 3.0, None),  # before the first resume
+        (3.0, 1.5, None), (4.0, 1.25, None),  # version_1's steps replace version_0's (its validation at 3 too)
+        (5.0, 0.5, None), (6.0, 0.25, None)]  # version_10 last, not between 1 and 2

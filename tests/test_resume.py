@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from emorl.runs import read_log, validation_curve
 from tests.conftest import SMALL
 from tests.processes import signal_once_written
 from tests.rewards import LENGTH_REWARD
@@ -66,6 +67,16 @@ def test_killed_runs_resume_to_the_same_final_metrics_and_weights(tmp_path, cach
         assert weights[name].keys() == weights["straight"].keys()
         for key, tensor in weights["straight"].items():
             assert (weights[name][key] == tensor).all(), f"{name}: {key} differs after resuming"
+    # the log too: every step once, under its own number, the steps before the interruption kept (a resumed run's
+    # log once began at the resume and, after SIGTERM, numbered each later step one too high)
+    logs = {name: read_log(d) for name, d in runs.items()}
+    rewards = {name: {int(r["step"]): r["train/reward_mean"] for r in rows if "train/reward_mean" in r}
+               for name, rows in logs.items()}
+    assert sorted(rewards["straight"]) == list(range(10)), rewards["straight"]
+    for name in ("sigterm", "sigkill"):
+        assert rewards[name] == pytest.approx(rewards["straight"]), name
+        assert validation_curve(logs[name]) == pytest.approx(validation_curve(logs["straight"])), name
+        assert len(logs[name]) == len(logs["straight"]), name
 
 
 # Validation at steps 4 and 8, the periodic checkpoint every 2 steps: step 4 has both.  The untrained
