@@ -68,7 +68,7 @@ def test_killed_runs_resume_to_the_same_final_metrics_and_weights(tmp_path, cach
         for key, tensor in weights["straight"].items():
             assert (weights[name][key] == tensor).all(), f"{name}: {key} differs after resuming"
     # the log too: every step once, under its own number, the steps before the interruption kept (a resumed run's
-    # log once began at the resume and, after SIGTERM, numbered each later step one too high)
+    # log, read from its last csv/version_<n> only, once began at the resume)
     logs = {name: read_log(d) for name, d in runs.items()}
     rewards = {name: {int(r["step"]): r["train/reward_mean"] for r in rows if "train/reward_mean" in r}
                for name, rows in logs.items()}

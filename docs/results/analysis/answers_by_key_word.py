@@ -27,12 +27,17 @@ def most_common(counts: Counter, k: int) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
 
+def clip_row(answer: dict, clips: dict[str, dict]) -> dict:
+    """The corpus row of the clip an answer is about (its ``clip``, or its ``path`` in ``predictions.jsonl``)."""
+    return clips[Path(answer.get("clip") or answer["path"]).name]
+
+
 def by_words(answers: list[dict], clips: dict[str, dict]) -> str:
     """Accuracy over the clips whose words match their emotion, are neutral or contradict it (the corpus's
     ``meta.words``), e.g. ``matching 73.9% (357), neutral 62.3% (199)``: how far an answer rests on the words."""
     right: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for a in answers:
-        kind = str(clips[Path(a.get("clip") or a["path"]).name].get("meta", {}).get("words", "?"))
+        kind = str(clip_row(a, clips).get("meta", {}).get("words", "?"))
         right[kind][0] += a["prediction"] == a["label"]
         right[kind][1] += 1
     return ", ".join(f"{kind} {100 * k / n:.1f}% ({n})" for kind, (k, n) in sorted(right.items()))
@@ -56,7 +61,7 @@ def main() -> None:
         for label in args.labels:
             by_word: dict[tuple[str, str], Counter] = defaultdict(Counter)
             for a in answers:
-                row = clips[Path(a.get("clip") or a["path"]).name]
+                row = clip_row(a, clips)
                 if a["label"] != label:
                     continue
                 meta = row.get("meta", {})
